@@ -1,0 +1,70 @@
+"""Creating and stopping the engine's actors. Every actor option lives here."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors.dispatcher import Dispatcher
+from actors.executor import OrderExecutor
+from actors.quoter import MeteoraQuoter, RaydiumQuoter
+from actors.rate_limiter import RateLimiter
+from actors.status_hub import StatusHub
+from engine.models import VenueName
+from engine.settings import Settings
+
+NAMESPACE = "oee"
+
+_LIGHT: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 10_000, "max_restarts": -1}
+
+
+@dataclass
+class EngineActors:
+    hub: Any
+    limiter: Any
+    venues: dict[VenueName, Any]
+    executors: list[Any]
+    dispatcher: Any
+
+    def all(self) -> list[Any]:
+        return [self.dispatcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
+
+
+def start_actors(settings: Settings, redis_url: str, database_url: str, *, recover: bool = True) -> EngineActors:
+    """Create every actor, wait until they are up, start the dispatcher (which recovers open orders)."""
+    hub = ray.remote(StatusHub).options(name="status_hub", **_LIGHT).remote()
+    limiter = ray.remote(RateLimiter).options(name="rate_limiter", **_LIGHT).remote(
+        settings.rate_limit_per_minute, settings.rate_limit_burst
+    )
+    venues = {
+        VenueName.RAYDIUM: ray.remote(RaydiumQuoter).options(name="raydium_quoter", **_LIGHT).remote(settings, database_url),
+        VenueName.METEORA: ray.remote(MeteoraQuoter).options(name="meteora_quoter", **_LIGHT).remote(settings, database_url),
+    }
+    executors = [
+        ray.remote(OrderExecutor)
+        .options(name=f"order_executor_{i}", **_LIGHT)
+        .remote(settings, redis_url, database_url, hub, venues)
+        for i in range(settings.executor_pool_size)
+    ]
+    ray.get([e.ready.remote() for e in executors] + [hub.stats.remote(), limiter.stats.remote()])
+    dispatcher = ray.remote(Dispatcher).options(name="dispatcher", **_LIGHT).remote(
+        settings, redis_url, database_url, executors, limiter
+    )
+    if recover:
+        ray.get(dispatcher.start.remote())
+    return EngineActors(hub, limiter, venues, executors, dispatcher)
+
+
+def stop_actors(actors: EngineActors, drain_s: float = 0.0) -> None:
+    """Stop dispatching (open orders stay recoverable in PostgreSQL), close pools, kill the actors."""
+    with contextlib.suppress(Exception):
+        ray.get(actors.dispatcher.stop.remote(drain_s), timeout=drain_s + 5)
+    closers = [a.close.remote() for a in [*actors.executors, *actors.venues.values()]]
+    with contextlib.suppress(Exception):
+        ray.get(closers, timeout=5)
+    for actor in actors.all():
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)

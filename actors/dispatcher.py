@@ -1,0 +1,143 @@
+"""Dispatcher: moves orders from the durable queue to executors, within the rate and concurrency limits.
+
+The queue is a Redis sorted set rebuilt from PostgreSQL (the source of truth)
+at start-up and whenever Redis comes back empty, so no accepted order depends
+on this actor's memory. At most ``max_concurrent_orders`` run at once; each
+start costs one token from the RateLimiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+from engine.adapters import redis_store
+from engine.adapters.postgres import PostgresJournal, create_pool
+from engine.adapters.redis_store import RedisOrders
+from engine.errors import StoreUnavailable
+from engine.logs import setup_logging
+from engine.settings import Settings
+
+log = logging.getLogger("actors.dispatcher")
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, redis_url: str, database_url: str, executors: list[Any], limiter: Any) -> None:
+        setup_logging(settings.log_level)
+        self._settings = settings
+        self._redis_url = redis_url
+        self._database_url = database_url
+        self._executors = executors
+        self._limiter = limiter
+        self._load = [0] * len(executors)
+        self._running: set[str] = set()
+        self._slots = asyncio.Semaphore(settings.max_concurrent_orders)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._epoch = uuid.uuid4().hex
+        self._pool: asyncpg.Pool | None = None
+        self._redis: aioredis.Redis | None = None
+        self.peak_running = 0
+        self.dispatched = 0
+
+    async def start(self) -> int:
+        """Connect, recover open orders from PostgreSQL into the queue, start pumping. Returns orders recovered."""
+        self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
+        self._redis = redis_store.connect(self._redis_url)
+        self._journal = PostgresJournal(self._pool)
+        self._orders = RedisOrders(self._redis, self._settings.redis_prefix)
+        recovered = await self._recover("start-up")
+        await self._orders.mark_epoch(self._epoch)
+        self._pump = asyncio.create_task(self._pump_loop())
+        self._watch = asyncio.create_task(self._watch_loop())
+        return recovered
+
+    async def _recover(self, why: str) -> int:
+        """Queue every open order that is not running here. Idempotent."""
+        open_orders = [o for o in await self._journal.open_orders() if o.order_id not in self._running]
+        await self._orders.requeue(open_orders)
+        for order in open_orders:
+            log.info(
+                "recovered order",
+                extra={"order_id": order.order_id, "found_status": order.status.value, "attempts": order.attempts, "action": "requeued", "why": why},
+            )
+        if open_orders:
+            log.info("recovery done", extra={"why": why, "orders": len(open_orders)})
+        return len(open_orders)
+
+    async def _watch_loop(self) -> None:
+        """Notice Redis restarted empty (the epoch key is gone) and rebuild it from PostgreSQL."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if await self._orders.epoch() != self._epoch:
+                    log.warning("redis lost its state; rebuilding active orders from postgres")
+                    await self._recover("redis-rebuild")
+                    await self._orders.mark_epoch(self._epoch)
+            except StoreUnavailable as exc:
+                log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
+
+    async def _pump_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                order_id = await self._orders.pop(1.0)
+            except StoreUnavailable as exc:
+                self._slots.release()
+                log.warning("queue unavailable", extra={"error": str(exc)})
+                await asyncio.sleep(0.5)
+                continue
+            except Exception:
+                self._slots.release()
+                raise
+            if order_id is None or order_id in self._running:
+                self._slots.release()
+                continue
+            await self._limiter.acquire.remote()
+            index = min(range(len(self._executors)), key=self._load.__getitem__)
+            self._running.add(order_id)
+            self.peak_running = max(self.peak_running, len(self._running))
+            self.dispatched += 1
+            task = asyncio.create_task(self._run(index, order_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, index: int, order_id: str) -> None:
+        self._load[index] += 1
+        try:
+            await self._executors[index].execute.remote(order_id)
+        except (RayActorError, ActorUnavailableError, RayTaskError) as exc:
+            # The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it
+            # again; the next run resumes it and checks the venues before any new swap.
+            log.warning("executor lost the order; re-dispatching", extra={"order_id": order_id, "error": type(exc).__name__})
+            loaded = await self._journal.load(order_id)
+            if loaded is not None:
+                await self._orders.requeue([loaded[0]])
+        finally:
+            self._load[index] -= 1
+            self._running.discard(order_id)
+            self._slots.release()
+
+    def stats(self) -> dict[str, Any]:
+        return {"running": len(self._running), "peak_running": self.peak_running, "dispatched": self.dispatched}
+
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop taking orders; give running ones ``drain_s`` to finish (the rest stay recoverable)."""
+        for task in (self._pump, self._watch):
+            if task is not None:
+                task.cancel()
+        if self._tasks and drain_s > 0:
+            await asyncio.wait(self._tasks, timeout=drain_s)
+        with contextlib.suppress(Exception):
+            if self._pool is not None:
+                await self._pool.close()
+            if self._redis is not None:
+                await self._redis.aclose()

@@ -1,0 +1,64 @@
+"""RaydiumQuoter and MeteoraQuoter: one simulated venue each, its swap ledger in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import asyncpg
+
+from engine.adapters.postgres import PostgresLedger, create_pool
+from engine.clock import SystemClock
+from engine.logs import setup_logging
+from engine.models import DexQuote, SwapResult, VenueName
+from engine.settings import Settings
+from engine.venue import SimulatedVenue
+
+
+class _QuoterBase:
+    venue_name: VenueName
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        setup_logging(settings.log_level)
+        self._settings = settings
+        self._database_url = database_url
+        self._venue: SimulatedVenue | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> SimulatedVenue:
+        if self._venue is None:
+            async with self._lock:
+                if self._venue is None:
+                    self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
+                    seed = self._settings.sim_seed
+                    self._venue = SimulatedVenue(
+                        name=self.venue_name,
+                        clock=SystemClock(),
+                        rng=random.Random(f"{seed}:{self.venue_name.value}"),
+                        ledger=PostgresLedger(self._pool),
+                        timing=self._settings.venue_timing(),
+                        seed=seed,
+                    )
+        return self._venue
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        return await (await self._ready()).quote(token_in, token_out, amount)
+
+    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+        return await (await self._ready()).swap(order_id, quote)
+
+    async def find_swap(self, order_id: str) -> SwapResult | None:
+        return await (await self._ready()).find_swap(order_id)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+class RaydiumQuoter(_QuoterBase):
+    venue_name = VenueName.RAYDIUM
+
+
+class MeteoraQuoter(_QuoterBase):
+    venue_name = VenueName.METEORA

@@ -1,0 +1,24 @@
+"""RateLimiter: one token bucket for the whole engine (so the limit holds across executors)."""
+
+from __future__ import annotations
+
+from engine.clock import Clock, SystemClock
+from engine.token_bucket import TokenBucket
+
+
+class RateLimiter:
+    def __init__(self, per_minute: float, burst: int, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._bucket = TokenBucket(rate_per_s=per_minute / 60.0, capacity=float(burst))
+        self.granted = 0
+
+    async def acquire(self) -> float:
+        """Wait for a token; return how long the caller waited (seconds)."""
+        wait = self._bucket.reserve(self._clock.now())
+        if wait > 0:
+            await self._clock.sleep(wait)
+        self.granted += 1
+        return wait
+
+    def stats(self) -> dict[str, float]:
+        return {"granted": self.granted, "tokens": self._bucket.tokens}

@@ -1,0 +1,99 @@
+"""StatusHub: each order's live event log, pushed to the Serve replicas that hold its WebSockets.
+
+Subscribers are replicas, not sockets: a replica subscribes per order, long-polls
+``poll(replica_id)`` for everything of its orders, and fans out to its own
+sockets. The hub keeps logs of open orders (and of finished ones for a while)
+so a late subscriber gets the history; PostgreSQL keeps it for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+TERMINAL = frozenset({"confirmed", "failed"})
+
+
+class StatusHub:
+    def __init__(self, keep_finished_s: float = 60.0, subscriber_ttl_s: float = 30.0) -> None:
+        self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._finished_at: dict[str, float] = {}
+        self._subscribers: dict[str, set[str]] = defaultdict(set)
+        self._inboxes: dict[str, list[dict[str, Any]]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._last_seen: dict[str, float] = {}
+        self._keep_finished_s = keep_finished_s
+        self._subscriber_ttl_s = subscriber_ttl_s
+        self.published = 0
+
+    def _inbox(self, replica_id: str) -> list[dict[str, Any]]:
+        self._last_seen[replica_id] = time.monotonic()
+        if replica_id not in self._inboxes:
+            self._inboxes[replica_id] = []
+            self._wakeups[replica_id] = asyncio.Event()
+        return self._inboxes[replica_id]
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        order_id = event["orderId"]
+        log = self._logs.setdefault(order_id, [])
+        if log and log[-1]["seq"] >= event["seq"]:
+            return  # a replayed publish (executor retry): already delivered
+        log.append(event)
+        self.published += 1
+        for replica_id in self._subscribers.get(order_id, ()):
+            if replica_id in self._inboxes:
+                self._inboxes[replica_id].append(event)
+                self._wakeups[replica_id].set()
+        if event["status"] in TERMINAL:
+            self._finished_at[order_id] = time.monotonic()
+            self._subscribers.pop(order_id, None)
+        self._expire()
+
+    async def subscribe(self, replica_id: str, order_id: str) -> list[dict[str, Any]]:
+        """Register interest; return the events so far. Later ones arrive through ``poll``."""
+        self._inbox(replica_id)
+        events = list(self._logs.get(order_id, ()))
+        if not (events and events[-1]["status"] in TERMINAL):
+            self._subscribers[order_id].add(replica_id)
+        return events
+
+    async def unsubscribe(self, replica_id: str, order_id: str) -> None:
+        subs = self._subscribers.get(order_id)
+        if subs is not None:
+            subs.discard(replica_id)
+            if not subs:
+                del self._subscribers[order_id]
+
+    async def poll(self, replica_id: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until events are queued for this replica (or the timeout); return them all."""
+        inbox = self._inbox(replica_id)
+        if not inbox:
+            wakeup = self._wakeups[replica_id]
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        batch = self._inboxes.get(replica_id, [])
+        self._inboxes[replica_id] = []
+        self._last_seen[replica_id] = time.monotonic()
+        return batch
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for order_id, at in list(self._finished_at.items()):
+            if now - at > self._keep_finished_s:
+                del self._finished_at[order_id]
+                self._logs.pop(order_id, None)
+        for replica_id, seen in list(self._last_seen.items()):
+            if now - seen > self._subscriber_ttl_s:
+                self._inboxes.pop(replica_id, None)
+                self._wakeups.pop(replica_id, None)
+                del self._last_seen[replica_id]
+                for subs in self._subscribers.values():
+                    subs.discard(replica_id)
+
+    def stats(self) -> dict[str, int]:
+        return {"orders": len(self._logs), "replicas": len(self._inboxes), "published": self.published}

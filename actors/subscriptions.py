@@ -1,0 +1,70 @@
+"""The Serve replica's side of the StatusHub: one long-poll per replica, fanned out to local sockets.
+
+A WebSocket registers a local queue here, then subscribes at the hub (which
+answers with the history it holds). Events are merged with PostgreSQL's trail by
+``seq`` so the client sees each event once, in order, from the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from typing import Any
+
+log = logging.getLogger("actors.subscriptions")
+
+
+class ReplicaSubscriptions:
+    def __init__(self, hub: Any, poll_timeout_s: float = 10.0) -> None:
+        self.hub = hub
+        self.replica_id = f"replica-{uuid.uuid4().hex[:12]}"
+        self._local: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._poll_timeout_s = poll_timeout_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._poll_loop())
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                batch = await self.hub.poll.remote(self.replica_id, self._poll_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # hub restarting: streams fall back to PostgreSQL meanwhile
+                log.warning("hub poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                await asyncio.sleep(0.5)
+                continue
+            for event in batch:
+                for queue in tuple(self._local.get(event["orderId"], ())):
+                    queue.put_nowait(event)
+
+    async def open(self, order_id: str) -> tuple[asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
+        """Start following ``order_id``: a queue of live events and the history the hub holds."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._local[order_id].add(queue)
+        try:
+            history: list[dict[str, Any]] = await self.hub.subscribe.remote(self.replica_id, order_id)
+        except Exception as exc:
+            log.warning("hub subscribe failed; using postgres only", extra={"order_id": order_id, "error": type(exc).__name__})
+            history = []
+        return queue, history
+
+    async def close(self, order_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        subs = self._local.get(order_id)
+        if subs is not None:
+            subs.discard(queue)
+            if not subs:
+                del self._local[order_id]
+                with contextlib.suppress(Exception):
+                    await self.hub.unsubscribe.remote(self.replica_id, order_id)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

@@ -1,0 +1,51 @@
+"""Adapters that make actor handles look like the core's ports (Venue, EventSink)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+from engine.errors import TransientVenueError, VenueError
+from engine.models import DexQuote, OrderEvent, SwapResult, VenueName
+
+
+class VenueClient:
+    """A quoter actor seen as an :class:`engine.venue.Venue`. Lost actors become transient venue errors."""
+
+    def __init__(self, name: VenueName, handle: Any) -> None:
+        self.name = name
+        self.handle = handle
+
+    async def _call(self, ref: Any) -> Any:
+        try:
+            return await ref
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, VenueError):
+                raise cause from None
+            raise TransientVenueError(self.name.value, f"venue call failed: {type(cause).__name__}: {cause}") from exc
+        except (RayActorError, ActorUnavailableError) as exc:
+            raise TransientVenueError(self.name.value, f"venue unreachable ({type(exc).__name__})") from exc
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        result: DexQuote = await self._call(self.handle.quote.remote(token_in, token_out, amount))
+        return result
+
+    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+        result: SwapResult = await self._call(self.handle.swap.remote(order_id, quote))
+        return result
+
+    async def find_swap(self, order_id: str) -> SwapResult | None:
+        result: SwapResult | None = await self._call(self.handle.find_swap.remote(order_id))
+        return result
+
+
+class HubSink:
+    """The StatusHub actor seen as an :class:`engine.ports.EventSink`."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def publish(self, event: OrderEvent) -> None:
+        await self.handle.publish.remote(event.to_message())

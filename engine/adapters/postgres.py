@@ -1,0 +1,323 @@
+"""PostgreSQL: the source of truth. Orders, their event trail, and the simulated venues' swap ledger.
+
+The schema is created and migrated at start-up, idempotently, under an advisory
+lock so several processes starting at once do not race.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import asyncpg
+
+from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.models import Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+
+log = logging.getLogger("engine.postgres")
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE orders (
+            order_id          text PRIMARY KEY,
+            token_in          text NOT NULL,
+            token_out         text NOT NULL,
+            amount            double precision NOT NULL,
+            order_type        text NOT NULL,
+            status            text NOT NULL,
+            submitted_at      timestamptz NOT NULL,
+            executed_at       timestamptz,
+            failed_at         timestamptz,
+            failure_reason    text,
+            attempts          integer NOT NULL DEFAULT 0,
+            routing_decision  jsonb,
+            tx_hash           text,
+            execution_price   double precision,
+            execution_amount  double precision,
+            idempotency_key   text UNIQUE,
+            request_hash      text,
+            updated_at        timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX orders_open_idx ON orders (submitted_at) WHERE status NOT IN ('confirmed', 'failed');
+        CREATE TABLE order_events (
+            order_id    text NOT NULL REFERENCES orders (order_id) ON DELETE CASCADE,
+            seq         integer NOT NULL,
+            status      text NOT NULL,
+            payload     jsonb NOT NULL,
+            created_at  timestamptz NOT NULL,
+            PRIMARY KEY (order_id, seq)
+        );
+        CREATE TABLE venue_swaps (
+            venue        text NOT NULL,
+            order_id     text NOT NULL,
+            tx_hash      text NOT NULL UNIQUE,
+            amount_in    double precision NOT NULL,
+            amount_out   double precision NOT NULL,
+            price        double precision NOT NULL,
+            executed_at  timestamptz NOT NULL,
+            PRIMARY KEY (venue, order_id)
+        );
+        """,
+    ),
+)
+
+_MIGRATION_LOCK = 0x0E_E0_01
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    TimeoutError,
+)
+
+
+async def _guard(op: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await op()
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the DSN's database if the server lacks it (connecting to ``postgres`` to do so)."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except asyncpg.InvalidCatalogNameError:
+        parts = urlsplit(dsn)
+        database = unquote(parts.path.lstrip("/"))
+        admin_dsn = urlunsplit(parts._replace(path="/postgres"))
+        admin = await asyncpg.connect(admin_dsn, timeout=10)
+        try:
+            await admin.execute(f'CREATE DATABASE "{database.replace(chr(34), "")}"')
+            log.info("created database", extra={"database": database})
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await conn.close()
+
+
+async def migrate(pool: asyncpg.Pool) -> int:
+    """Apply missing migrations; return the schema version."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version not in applied:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                log.info("applied migration", extra={"version": version})
+        return max(v for v, _ in MIGRATIONS)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=10)
+    assert pool is not None
+    return pool
+
+
+_ORDER_COLUMNS = """
+    order_id, token_in, token_out, amount, order_type, status,
+    extract(epoch from submitted_at) * 1000 AS submitted_ms,
+    extract(epoch from executed_at) * 1000 AS executed_ms,
+    extract(epoch from failed_at) * 1000 AS failed_ms,
+    failure_reason, attempts, routing_decision, tx_hash, execution_price, execution_amount
+"""
+
+
+def _order_from_row(row: asyncpg.Record) -> Order:
+    decision = row["routing_decision"]
+    return Order(
+        order_id=row["order_id"],
+        token_in=row["token_in"],
+        token_out=row["token_out"],
+        amount=row["amount"],
+        order_type=OrderType(row["order_type"]),
+        status=OrderStatus(row["status"]),
+        submitted_at=float(row["submitted_ms"]),
+        executed_at=float(row["executed_ms"]) if row["executed_ms"] is not None else None,
+        failed_at=float(row["failed_ms"]) if row["failed_ms"] is not None else None,
+        failure_reason=row["failure_reason"],
+        attempts=row["attempts"],
+        routing_decision=RoutingDecision.model_validate(decision) if decision else None,
+        tx_hash=row["tx_hash"],
+        execution_price=row["execution_price"],
+        execution_amount=row["execution_amount"],
+    )
+
+
+class PostgresJournal:
+    """Orders and their event trail. Implements :class:`engine.ports.OrderJournal` plus intake and queries."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None) -> None:
+        """Store a new order and its first event in one transaction.
+
+        Raises :class:`DuplicateRequest` if ``idempotency_key`` was already used.
+        """
+        try:
+            await self._insert_order(order, first, idempotency_key, request_hash)
+        except asyncpg.UniqueViolationError as exc:
+            if idempotency_key is None:
+                raise
+            found = await self.find_by_idempotency_key(idempotency_key)
+            if found is None:  # the other request rolled back meanwhile: try once more
+                await self._insert_order(order, first, idempotency_key, request_hash)
+                return
+            raise DuplicateRequest(*found) from exc
+
+    async def _insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None, request_hash: str | None) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key, request_hash)
+                VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9)
+                """,
+                order.order_id, order.token_in, order.token_out, order.amount, order.order_type.value,
+                order.status.value, order.submitted_at, idempotency_key, request_hash,
+            )
+            await self._insert_event(conn, first)
+
+    async def delete_order(self, order_id: str) -> None:
+        """Undo an intake whose second half (Redis) failed, so nothing half-stored remains."""
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM orders WHERE order_id = $1", order_id)
+
+    @staticmethod
+    async def _insert_event(conn: asyncpg.Connection, event: OrderEvent) -> None:
+        await conn.execute(
+            """
+            INSERT INTO order_events (order_id, seq, status, payload, created_at)
+            VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0))
+            ON CONFLICT (order_id, seq) DO NOTHING
+            """,
+            event.order_id, event.seq, event.status.value, event.model_dump(mode="json", by_alias=True, exclude_none=True), event.at,
+        )
+
+    async def record(self, order: Order, event: OrderEvent) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await self._insert_event(conn, event)
+            await conn.execute(
+                """
+                UPDATE orders SET status = $2, attempts = $3, routing_decision = $4, tx_hash = $5,
+                    execution_price = $6, execution_amount = $7, failure_reason = $8,
+                    executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now()
+                WHERE order_id = $1
+                """,
+                order.order_id, order.status.value, order.attempts,
+                order.routing_decision.model_dump(mode="json", by_alias=True) if order.routing_decision else None,
+                order.tx_hash, order.execution_price, order.execution_amount, order.failure_reason,
+                order.executed_at, order.failed_at,
+            )
+
+    async def load(self, order_id: str) -> tuple[Order, int] | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_ORDER_COLUMNS}, (SELECT coalesce(max(seq), 0) FROM order_events e WHERE e.order_id = o.order_id) AS last_seq "
+                "FROM orders o WHERE order_id = $1",
+                order_id,
+            )
+        if row is None:
+            return None
+        return _order_from_row(row), int(row["last_seq"])
+
+    async def get(self, order_id: str) -> Order | None:
+        loaded = await self.load(order_id)
+        return loaded[0] if loaded else None
+
+    async def events(self, order_id: str) -> list[OrderEvent]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT payload FROM order_events WHERE order_id = $1 ORDER BY seq", order_id)
+        return [OrderEvent.model_validate(row["payload"]) for row in rows]
+
+    async def open_orders(self) -> list[Order]:
+        """Every order not yet terminal, oldest first: what recovery resumes."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN ('confirmed', 'failed') ORDER BY submitted_at")
+        return [_order_from_row(row) for row in rows]
+
+    async def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT order_id, request_hash FROM orders WHERE idempotency_key = $1", key)
+        return (row["order_id"], row["request_hash"]) if row else None
+
+
+class PostgresLedger:
+    """The simulated chain: one row per swap a venue made. Survives any engine crash."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def record(self, swap: SwapResult) -> SwapResult:
+        async def op() -> SwapResult:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    """
+                    INSERT INTO venue_swaps (venue, order_id, tx_hash, amount_in, amount_out, price, executed_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0))
+                    ON CONFLICT (venue, order_id) DO NOTHING
+                    RETURNING tx_hash
+                    """,
+                    swap.venue.value, swap.order_id, swap.tx_hash, swap.amount_in, swap.amount_out, swap.execution_price, swap.executed_at,
+                )
+            if row is not None:
+                return swap
+            existing = await self.find(swap.venue, swap.order_id)
+            assert existing is not None
+            return existing
+
+        return await _guard(op)
+
+    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
+        async def op() -> asyncpg.Record | None:
+            async with self.pool.acquire() as conn:
+                return await conn.fetchrow(
+                    "SELECT tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms "
+                    "FROM venue_swaps WHERE venue = $1 AND order_id = $2",
+                    venue.value, order_id,
+                )
+
+        row = await _guard(op)
+        if row is None:
+            return None
+        return SwapResult(
+            venue=venue, order_id=order_id, tx_hash=row["tx_hash"], amount_in=row["amount_in"],
+            amount_out=row["amount_out"], execution_price=row["price"], executed_at=float(row["executed_ms"]),
+        )
+
+    async def count_for(self, order_id: str) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = $1", order_id))

@@ -1,0 +1,143 @@
+"""Redis: the hot copy of active orders and the dispatch queue.
+
+Keys (all under the configured prefix):
+
+* ``order:<id>``  the order's JSON (terminal ones expire after an hour)
+* ``active``      set of ids not yet terminal
+* ``queue``       sorted set of ids waiting for an executor; MARKET before LIMIT/SNIPER, then FIFO
+* ``epoch``       written at start-up; if it vanishes, Redis was restarted empty and is rebuilt from PostgreSQL
+
+Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.errors import StoreUnavailable
+from engine.models import Order, OrderType
+
+T = TypeVar("T")
+
+TERMINAL_TTL_S = 3600
+_PRIORITY = {OrderType.MARKET: 0, OrderType.LIMIT: 1, OrderType.SNIPER: 1}
+_PRIORITY_SPAN = 1e13  # epoch-ms fits below it, so priority dominates the score
+
+
+def queue_score(order: Order) -> float:
+    return _PRIORITY[order.order_type] * _PRIORITY_SPAN + order.submitted_at
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15)
+
+
+async def _guard(op: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await op()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
+
+
+class RedisOrders:
+    """Active orders and the queue. Implements :class:`engine.ports.ActiveOrders`."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "oee:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.active_key = f"{prefix}active"
+        self.queue_key = f"{prefix}queue"
+        self.epoch_key = f"{prefix}epoch"
+
+    def order_key(self, order_id: str) -> str:
+        return f"{self.prefix}order:{order_id}"
+
+    async def ping(self) -> None:
+        await _guard(self.client.ping)
+
+    async def accept(self, order: Order) -> None:
+        """Intake: record, mark active and enqueue, atomically."""
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                pipe.sadd(self.active_key, order.order_id)
+                pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
+                await pipe.execute()
+
+        await _guard(op)
+
+    async def requeue(self, orders: Iterable[Order]) -> int:
+        """Put orders back (recovery, Redis rebuild). Ids already queued keep their place."""
+        batch = list(orders)
+        if not batch:
+            return 0
+
+        async def op() -> int:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for order in batch:
+                    pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                    pipe.sadd(self.active_key, order.order_id)
+                    pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
+                await pipe.execute()
+            return len(batch)
+
+        return await _guard(op)
+
+    async def update(self, order: Order) -> None:
+        async def op() -> None:
+            await self.client.set(self.order_key(order.order_id), order.model_dump_json())
+
+        await _guard(op)
+
+    async def finish(self, order: Order) -> None:
+        async def op() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
+                pipe.srem(self.active_key, order.order_id)
+                await pipe.execute()
+
+        await _guard(op)
+
+    async def forget(self, order_id: str) -> None:
+        """Undo :meth:`accept` (intake compensation)."""
+
+        async def op() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.order_key(order_id))
+                pipe.srem(self.active_key, order_id)
+                pipe.zrem(self.queue_key, order_id)
+                await pipe.execute()
+
+        await _guard(op)
+
+    async def get(self, order_id: str) -> Order | None:
+        raw = await _guard(lambda: self.client.get(self.order_key(order_id)))
+        return Order.model_validate_json(raw) if raw else None
+
+    async def pop(self, timeout_s: float) -> str | None:
+        """Block up to ``timeout_s`` for the next queued id."""
+        item = await _guard(lambda: self.client.bzpopmin(self.queue_key, timeout=timeout_s))
+        if not item:
+            return None
+        member = item[1]
+        return member.decode() if isinstance(member, bytes) else str(member)
+
+    async def active_ids(self) -> set[str]:
+        members = await _guard(lambda: self.client.smembers(self.active_key))
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
+    async def queued(self) -> int:
+        return int(await _guard(lambda: self.client.zcard(self.queue_key)))
+
+    async def mark_epoch(self, epoch: str) -> None:
+        await _guard(lambda: self.client.set(self.epoch_key, epoch))
+
+    async def epoch(self) -> str | None:
+        raw = await _guard(lambda: self.client.get(self.epoch_key))
+        return raw.decode() if isinstance(raw, bytes) else raw

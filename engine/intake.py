@@ -1,0 +1,139 @@
+"""Accepting an order: parse and validate the body, then store it durably, or refuse it whole.
+
+Pure parsing lives in :func:`parse_order`; :class:`OrderIntake` writes PostgreSQL
+(the source of truth) then Redis (active set + queue) and undoes the first write
+if the second fails, so a refused order leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.ids import new_order_id
+from engine.market import venues_trading
+from engine.models import SUPPORTED_ORDER_TYPES, Order, OrderEvent, OrderRequest, OrderStatus
+
+log = logging.getLogger("engine.intake")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a request was refused; the HTTP edge turns it into a status code and body."""
+
+    status: int
+    error: str
+    message: str
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"path": [p for p in err["loc"] if p != "__root__"], "message": err["msg"], "code": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def parse_order(body: bytes) -> OrderRequest | Rejection:
+    """Validate a request body into an :class:`OrderRequest`, or say exactly what is wrong."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        return Rejection(400, "Invalid JSON", f"the body is not valid JSON: {str(exc)[:200]}")
+    if not isinstance(data, dict):
+        return Rejection(
+            400,
+            "Validation failed",
+            "the body must be a JSON object",
+            [{"path": [], "message": "must be a JSON object", "code": "object_type"}],
+        )
+    try:
+        request = OrderRequest.model_validate(data)
+    except ValidationError as exc:
+        details = _validation_details(exc)
+        return Rejection(400, "Validation failed", f"{len(details)} problem(s) in the order", details)
+    if request.order_type not in SUPPORTED_ORDER_TYPES:
+        message = f"{request.order_type.value} orders are not supported yet; only MARKET orders are executed"
+        return Rejection(400, "Validation failed", message, [{"path": ["orderType"], "message": message, "code": "not_supported"}])
+    if not venues_trading(request.token_in, request.token_out):
+        message = f"no venue trades the pair {request.token_in}/{request.token_out}"
+        return Rejection(400, "Unsupported pair", message, [{"path": ["tokenIn"], "message": message, "code": "unsupported_pair"}])
+    return request
+
+
+def request_fingerprint(request: OrderRequest) -> str:
+    """A hash of what the order asks for, to tell an idempotent retry from a different request."""
+    canonical = json.dumps(request.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
+    order_id = new_order_id(int(now_ms))
+    order = Order(
+        order_id=order_id,
+        token_in=request.token_in,
+        token_out=request.token_out,
+        amount=request.amount,
+        order_type=request.order_type,
+        status=OrderStatus.PENDING,
+        submitted_at=now_ms,
+    )
+    return order, OrderEvent(order_id=order_id, seq=1, status=OrderStatus.PENDING, at=now_ms)
+
+
+class IntakeJournal(Protocol):
+    async def insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None) -> None: ...
+    async def delete_order(self, order_id: str) -> None: ...
+
+
+class IntakeQueue(Protocol):
+    async def accept(self, order: Order) -> None: ...
+
+
+@dataclass(frozen=True)
+class Accepted:
+    order_id: str
+    replayed: bool = False
+
+
+class OrderIntake:
+    def __init__(self, journal: IntakeJournal, queue: IntakeQueue) -> None:
+        self.journal = journal
+        self.queue = queue
+
+    async def submit(self, request: OrderRequest, now_ms: float, idempotency_key: str | None = None) -> Accepted | Rejection:
+        order, first = new_order(request, now_ms)
+        fingerprint = request_fingerprint(request) if idempotency_key else None
+        try:
+            await self.journal.insert_order(order, first, idempotency_key, fingerprint)
+        except DuplicateRequest as dup:
+            if dup.request_hash != fingerprint:
+                return Rejection(422, "Idempotency key reused", "this Idempotency-Key was used with a different request body")
+            return Accepted(dup.order_id, replayed=True)
+        except StoreUnavailable as exc:
+            return Rejection(503, "Service unavailable", f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted")
+        try:
+            await self.queue.accept(order)
+        except StoreUnavailable as exc:
+            try:
+                await self.journal.delete_order(order.order_id)
+            except StoreUnavailable:
+                log.error("intake compensation failed; order left pending in postgres", extra={"order_id": order.order_id})
+            return Rejection(503, "Service unavailable", f"the order could not be queued ({exc.store} is unavailable); nothing was accepted")
+        return Accepted(order.order_id)

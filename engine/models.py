@@ -1,0 +1,182 @@
+"""Domain models. JSON on the wire is camelCase; Python attributes are snake_case.
+
+Amounts are floats in human units of the token (1.5 SOL, not lamports): the
+venues are simulated, and the pool math is done in floating point.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from engine.tokens import canonical_token
+
+MAX_AMOUNT = 1e12
+"""Larger amounts are refused at intake: more than any pool on any pair could fill."""
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    ROUTING = "routing"
+    BUILDING = "building"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    SNIPER = "SNIPER"
+
+
+SUPPORTED_ORDER_TYPES = frozenset({OrderType.MARKET})
+
+
+class VenueName(StrEnum):
+    RAYDIUM = "raydium"
+    METEORA = "meteora"
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def iso_ms(epoch_ms: float) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC string with millisecond precision."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class OrderRequest(BaseModel):
+    """The body of ``POST /api/orders/execute``. Unknown fields are ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    token_in: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
+    token_out: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
+    amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount of tokenIn")
+    order_type: OrderType = Field(default=OrderType.MARKET, description="MARKET; LIMIT and SNIPER are not supported yet")
+
+    @field_validator("token_in", "token_out")
+    @classmethod
+    def _known_token(cls, value: str) -> str:
+        token = canonical_token(value)
+        if token is None:
+            raise PydanticCustomError(
+                "unknown_token",
+                "must be a listed token symbol (SOL, USDC, USDT, BONK, JUP, RAY, WIF, MSOL) or a base58 mint address",
+            )
+        return token
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> OrderRequest:
+        if self.token_in == self.token_out:
+            raise PydanticCustomError("same_token", "tokenIn and tokenOut must differ")
+        return self
+
+
+class DexQuote(CamelModel):
+    """What a venue would give for ``amount_in`` of ``token_in`` right now."""
+
+    venue: VenueName
+    token_in: str
+    token_out: str
+    amount_in: float
+    amount_out: float
+    price: float = Field(description="Net price: amountOut / amountIn, after the pool fee")
+    spot_price: float = Field(description="Mid price before this trade (tokenOut per tokenIn)")
+    fee_bps: float
+    price_impact_pct: float
+    liquidity: float = Field(description="Depth on the output side of the pool, in tokenOut")
+    quoted_at: float = Field(description="Epoch ms")
+
+
+class RoutingDecision(CamelModel):
+    venue: VenueName
+    reason: str
+    quotes: list[DexQuote]
+    rejected: dict[str, str] = Field(default_factory=dict, description="Venue -> why it gave no usable quote")
+
+
+class SwapResult(CamelModel):
+    venue: VenueName
+    order_id: str
+    tx_hash: str
+    amount_in: float
+    amount_out: float
+    execution_price: float
+    executed_at: float = Field(description="Epoch ms")
+
+
+class OrderEvent(CamelModel):
+    """One transition of one order, as streamed and as kept in the audit trail."""
+
+    order_id: str
+    seq: int
+    status: OrderStatus
+    at: float = Field(description="Epoch ms")
+    attempt: int | None = None
+    routing_decision: RoutingDecision | None = None
+    tx_hash: str | None = None
+    execution_price: float | None = None
+    execution_amount: float | None = None
+    failure_reason: str | None = None
+    error: str | None = Field(default=None, description="Why the previous attempt failed (on a retry)")
+
+    def to_message(self) -> dict[str, Any]:
+        body = self.to_json_dict()
+        body.pop("at")
+        return {"type": "status", **body, "timestamp": iso_ms(self.at), "ts": self.at}
+
+
+class Order(CamelModel):
+    """An order's current state: what ``GET /api/orders/{id}`` returns."""
+
+    order_id: str
+    token_in: str
+    token_out: str
+    amount: float
+    order_type: OrderType
+    status: OrderStatus
+    submitted_at: float
+    executed_at: float | None = None
+    failed_at: float | None = None
+    failure_reason: str | None = None
+    attempts: int = 0
+    routing_decision: RoutingDecision | None = None
+    tx_hash: str | None = None
+    execution_price: float | None = None
+    execution_amount: float | None = None
+
+    def apply(self, event: OrderEvent) -> Order:
+        """The order after ``event`` (a pure fold: the lifecycle check is the caller's)."""
+        changes: dict[str, Any] = {"status": event.status}
+        if event.attempt is not None:
+            changes["attempts"] = event.attempt
+        if event.routing_decision is not None:
+            changes["routing_decision"] = event.routing_decision
+        if event.status is OrderStatus.CONFIRMED:
+            changes.update(
+                executed_at=event.at,
+                tx_hash=event.tx_hash,
+                execution_price=event.execution_price,
+                execution_amount=event.execution_amount,
+            )
+        if event.status is OrderStatus.FAILED:
+            changes.update(failed_at=event.at, failure_reason=event.failure_reason)
+        return self.model_copy(update=changes)
+
+    def to_public(self) -> dict[str, Any]:
+        body = self.to_json_dict()
+        for key in ("submittedAt", "executedAt", "failedAt"):
+            if key in body:
+                body[key] = iso_ms(body[key])
+        return body

@@ -1,0 +1,91 @@
+"""All configuration, from environment variables prefixed ``OEE_`` (or a ``.env`` file). Loaded once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.retry import RetryPolicy
+from engine.venue import VenueTiming
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OEE_", env_file=".env", extra="ignore")
+
+    # Where to listen
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Dependencies: unset means "local default if something listens there, else embedded"
+    redis_url: str | None = None
+    database_url: str | None = None
+    data_dir: Path = Path(".oee-data")
+    redis_prefix: str = Field(default="oee:", description="Prefix of every Redis key the engine writes")
+    ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one")
+    ray_num_cpus: int | None = Field(default=None, description="CPUs of the local Ray started by the engine")
+
+    # Admission
+    max_concurrent_orders: int = Field(default=10, ge=1)
+    rate_limit_per_minute: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=10, ge=1)
+    executor_pool_size: int = Field(default=2, ge=1)
+
+    # Execution
+    max_attempts: int = Field(default=3, ge=1)
+    retry_base_delay_ms: float = Field(default=500.0, ge=0)
+    retry_max_delay_ms: float = Field(default=8000.0, ge=0)
+    max_price_impact_pct: float = Field(default=30.0, gt=0, le=100)
+
+    # Simulated venues
+    quote_latency_ms: float = Field(default=200.0, ge=0)
+    swap_latency_ms: Annotated[tuple[float, float], NoDecode] = (2000.0, 3000.0)
+    fault_rate: float = Field(default=0.0, ge=0, le=1)
+    sim_seed: int = 7
+
+    # Ingress
+    ingress_replicas: int = Field(default=1, ge=1)
+    max_ongoing_requests: int = Field(default=2000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    log_level: str = "INFO"
+
+    @field_validator("swap_latency_ms", mode="before")
+    @classmethod
+    def _range(cls, value: object) -> object:
+        """Accept ``2500`` or ``2000-3000`` (a uniform range), in milliseconds."""
+        if isinstance(value, int | float):
+            return (float(value), float(value))
+        if isinstance(value, str):
+            low, _, high = value.partition("-")
+            return (float(low), float(high or low))
+        return value
+
+    @field_validator("swap_latency_ms")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] < 0 or value[1] < value[0]:
+            raise ValueError("swap latency must be 'MS' or 'LOW-HIGH' with 0 <= LOW <= HIGH")
+        return value
+
+    def venue_timing(self) -> VenueTiming:
+        return VenueTiming(
+            quote_latency_s=self.quote_latency_ms / 1000,
+            swap_latency_s=(self.swap_latency_ms[0] / 1000, self.swap_latency_ms[1] / 1000),
+            fault_rate=self.fault_rate,
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_delay_s=self.retry_base_delay_ms / 1000,
+            max_delay_s=self.retry_max_delay_ms / 1000,
+            jitter=0.1,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,186 @@
+"""The venue port and the simulated venue behind it.
+
+:class:`Venue` is what the engine needs from a DEX: a quote, a swap, and a way to
+ask whether a swap for an order already exists (a real adapter would look up the
+transaction signature on chain). :class:`SimulatedVenue` implements it over the
+pools of :mod:`engine.pools`, with configurable latency and transient faults, and
+records every swap in a :class:`SwapLedger` that outlives the engine process.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.clock import Clock
+from engine.errors import InsufficientLiquidity, NoPoolError, TransientVenueError
+from engine.market import PoolSpec, build_pool, pair_key, pools_for, reference_price
+from engine.models import DexQuote, SwapResult, VenueName
+from engine.pools import Pool, PoolExhausted
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def b58encode(raw: bytes) -> str:
+    number = int.from_bytes(raw, "big")
+    out = ""
+    while number:
+        number, rem = divmod(number, 58)
+        out = _B58[rem] + out
+    leading = len(raw) - len(raw.lstrip(b"\0"))
+    return "1" * leading + out
+
+
+class Venue(Protocol):
+    name: VenueName
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote: ...
+
+    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult: ...
+
+    async def find_swap(self, order_id: str) -> SwapResult | None: ...
+
+
+class SwapLedger(Protocol):
+    """Where a venue records the swaps it made: the simulated chain."""
+
+    async def record(self, swap: SwapResult) -> SwapResult:
+        """Store ``swap``; if one exists for (venue, order) already, keep and return that one."""
+
+    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None: ...
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self.swaps: dict[tuple[VenueName, str], SwapResult] = {}
+
+    async def record(self, swap: SwapResult) -> SwapResult:
+        return self.swaps.setdefault((swap.venue, swap.order_id), swap)
+
+    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
+        return self.swaps.get((venue, order_id))
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTiming:
+    """Simulated latencies (seconds) and the chance that a call fails transiently."""
+
+    quote_latency_s: float = 0.2
+    swap_latency_s: tuple[float, float] = (2.0, 3.0)
+    fault_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """Mean-reverting (Ornstein-Uhlenbeck) drift of each pool's log price around its reference."""
+
+    reversion_per_s: float = 1 / 20
+    stationary_std: float = 0.005
+
+
+@dataclass(slots=True)
+class _LivePool:
+    spec: PoolSpec
+    pool: Pool
+    reference: float
+    updated_at: float
+
+
+@dataclass
+class SimulatedVenue:
+    name: VenueName
+    clock: Clock
+    rng: random.Random
+    ledger: SwapLedger
+    timing: VenueTiming = field(default_factory=VenueTiming)
+    drift: Drift = field(default_factory=Drift)
+    seed: int = 7
+    _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        now = self.clock.now()
+        for spec in pools_for(self.name):
+            live = _LivePool(spec, build_pool(spec, self.seed), reference_price(spec, self.seed), now)
+            self._pools[pair_key(spec.base, spec.quote)] = live
+
+    def _pool(self, token_in: str, token_out: str) -> _LivePool:
+        live = self._pools.get(pair_key(token_in, token_out))
+        if live is None:
+            raise NoPoolError(self.name.value, f"no pool for {token_in}/{token_out}")
+        self._advance(live)
+        return live
+
+    def _advance(self, live: _LivePool) -> None:
+        """Let the price drift for the time elapsed since this pool was last touched."""
+        now = self.clock.now()
+        dt = now - live.updated_at
+        if dt <= 0:
+            return
+        live.updated_at = now
+        theta, std = self.drift.reversion_per_s, self.drift.stationary_std
+        x = math.log(live.pool.spot() / live.reference)
+        decay = math.exp(-theta * dt)
+        x = x * decay + std * math.sqrt(1 - decay * decay) * self.rng.gauss(0.0, 1.0)
+        live.pool.move_price_to(live.reference * math.exp(x))
+        live.pool.decay(dt)
+
+    def _maybe_fault(self, what: str) -> None:
+        if self.timing.fault_rate > 0 and self.rng.random() < self.timing.fault_rate:
+            raise TransientVenueError(self.name.value, f"{what} timed out (simulated RPC fault)")
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        await self.clock.sleep(self.timing.quote_latency_s)
+        self._maybe_fault("quote")
+        live = self._pool(token_in, token_out)
+        try:
+            fill = live.pool.fill(amount, x_to_y=token_in == live.spec.base)
+        except PoolExhausted as exc:
+            raise InsufficientLiquidity(self.name.value, str(exc)) from exc
+        return DexQuote(
+            venue=self.name,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount,
+            amount_out=fill.amount_out,
+            price=fill.amount_out / amount,
+            spot_price=fill.spot_price,
+            fee_bps=fill.fee_bps,
+            price_impact_pct=fill.price_impact_pct,
+            liquidity=fill.liquidity_out,
+            quoted_at=self.clock.epoch_ms(),
+        )
+
+    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+        """Execute at the pool's price when the swap lands (it may have drifted since the quote).
+
+        A fault before landing means nothing happened; a fault after landing (the
+        confirmation was lost) leaves a swap in the ledger that ``find_swap`` will find.
+        """
+        existing = await self.ledger.find(self.name, order_id)
+        if existing is not None:
+            return existing
+        low, high = self.timing.swap_latency_s
+        await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
+        self._maybe_fault("transaction send")
+        live = self._pool(quote.token_in, quote.token_out)
+        try:
+            fill = live.pool.swap(quote.amount_in, x_to_y=quote.token_in == live.spec.base)
+        except PoolExhausted as exc:
+            raise InsufficientLiquidity(self.name.value, str(exc)) from exc
+        result = SwapResult(
+            venue=self.name,
+            order_id=order_id,
+            tx_hash=b58encode(self.rng.randbytes(64)),
+            amount_in=quote.amount_in,
+            amount_out=fill.amount_out,
+            execution_price=fill.amount_out / quote.amount_in,
+            executed_at=self.clock.epoch_ms(),
+        )
+        result = await self.ledger.record(result)
+        self._maybe_fault("confirmation")
+        return result
+
+    async def find_swap(self, order_id: str) -> SwapResult | None:
+        return await self.ledger.find(self.name, order_id)

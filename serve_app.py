@@ -1,0 +1,384 @@
+"""The HTTP and WebSocket edge: a Ray Serve deployment with a FastAPI ingress, and the engine's entry point.
+
+This module only translates: HTTP bodies to :mod:`engine.intake`, lookups to the
+stores, WebSockets to :mod:`actors.subscriptions`. ``python serve_app.py`` starts
+the whole engine in the foreground (Ray, actors, Serve) and stops it cleanly on
+SIGINT/SIGTERM.
+"""
+
+
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from actors.subscriptions import ReplicaSubscriptions
+from engine.adapters import redis_store
+from engine.adapters.postgres import PostgresJournal, create_pool
+from engine.adapters.redis_store import RedisOrders
+from engine.errors import StoreUnavailable
+from engine.ids import parse_order_id
+from engine.intake import Accepted, OrderIntake, Rejection, parse_order
+from engine.logs import setup_logging
+from engine.models import OrderRequest, iso_ms
+from engine.settings import Settings, get_settings
+
+log = logging.getLogger("serve_app")
+
+ROOT = Path(__file__).resolve().parent
+TERMINAL = frozenset({"confirmed", "failed"})
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class OrderAccepted(BaseModel):
+    orderId: str = Field(examples=["order_1764032400000_1a2b3c4d"])
+    status: str = Field(examples=["pending"])
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    path: list[str | int]
+    message: str
+    code: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str | None = None
+    details: list[ErrorDetail] | None = None
+
+
+app = FastAPI(
+    title="Order Execution Engine",
+    version="0.1.0",
+    description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
+)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Validation failed, invalid JSON or unsupported pair"},
+    413: {"model": ErrorBody, "description": "Body larger than the limit (16 KiB)"},
+    415: {"model": ErrorBody, "description": "Body is not JSON"},
+    422: {"model": ErrorBody, "description": "Idempotency-Key reused with a different body"},
+    503: {"model": ErrorBody, "description": "PostgreSQL or Redis unavailable: nothing was accepted"},
+}
+
+
+def _error(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(Rejection(status, error, message, details or []).body(), status_code=status)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error(exc.status_code, "Not found" if exc.status_code == 404 else "HTTP error", str(exc.detail))
+
+
+@app.exception_handler(RequestValidationError)
+async def _request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"path": [p for p in e["loc"]], "message": e["msg"], "code": e["type"]} for e in exc.errors()]
+    return _error(400, "Validation failed", "the request is not valid", details)
+
+
+def _openapi() -> dict[str, Any]:
+    """The generated schema plus the order body, which the handler parses itself (to control errors and size)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        body_schema = OrderRequest.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        for name, definition in body_schema.pop("$defs", {}).items():
+            schema["components"]["schemas"][name] = definition
+        schema["components"]["schemas"]["OrderRequest"] = body_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = _openapi  # type: ignore[method-assign]
+
+
+async def _read_body(request: Request, limit: int) -> bytes | Rejection:
+    """Read at most ``limit`` bytes; refuse larger bodies without reading them into memory."""
+    declared = request.headers.get("content-length")
+    too_large = Rejection(413, "Payload too large", f"the body must be at most {limit} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@serve.deployment(graceful_shutdown_timeout_s=3, health_check_period_s=5)
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, settings: Settings, redis_url: str, database_url: str, hub: Any) -> None:
+        setup_logging(settings.log_level)
+        self.settings = settings
+        self._redis_url = redis_url
+        self._database_url = database_url
+        self.subscriptions = ReplicaSubscriptions(hub)
+        self.hub = hub
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    async def _ready(self) -> None:
+        if self._started:
+            return
+        async with self._lock:
+            if not self._started:
+                self.pool = await create_pool(self._database_url, min_size=2, max_size=20)
+                self.redis = redis_store.connect(self._redis_url)
+                self.journal = PostgresJournal(self.pool)
+                self.orders = RedisOrders(self.redis, self.settings.redis_prefix)
+                self.intake = OrderIntake(self.journal, self.orders)
+                self.subscriptions.start()
+                self._started = True
+
+    @app.post(
+        "/api/orders/execute",
+        status_code=202,
+        response_model=OrderAccepted,
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderRequest"}}}}
+        },
+        summary="Submit an order; follow it on the WebSocket",
+    )
+    async def execute(self, request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type not in ("application/json", ""):
+            return _error(415, "Unsupported media type", "send the order as JSON with Content-Type: application/json")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
+            return _error(400, "Validation failed", f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters")
+        body = await _read_body(request, self.settings.max_body_bytes)
+        if isinstance(body, Rejection):
+            return JSONResponse(body.body(), status_code=body.status)
+        parsed = parse_order(body)
+        if isinstance(parsed, Rejection):
+            return JSONResponse(parsed.body(), status_code=parsed.status)
+        await self._ready()
+        outcome = await self.intake.submit(parsed, time.time() * 1000.0, key)
+        if isinstance(outcome, Rejection):
+            return JSONResponse(outcome.body(), status_code=outcome.status)
+        assert isinstance(outcome, Accepted)
+        message = "order accepted; follow it at /api/orders/{id}/status".replace("{id}", outcome.order_id)
+        if outcome.replayed:
+            message = "order already accepted for this Idempotency-Key"
+        return JSONResponse({"orderId": outcome.order_id, "status": "pending", "message": message}, status_code=202)
+
+    @app.get("/api/orders/{order_id}", responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}}, summary="An order's current state")
+    async def get_order(self, order_id: str) -> JSONResponse:
+        oid = parse_order_id(order_id)
+        if oid is None:
+            return _error(404, "Not found", "order not found")
+        await self._ready()
+        order = None
+        with contextlib.suppress(StoreUnavailable):
+            order = await self.orders.get(oid)
+        if order is None:
+            try:
+                order = await self.journal.get(oid)
+            except StoreUnavailable as exc:
+                return _error(503, "Service unavailable", str(exc))
+        if order is None:
+            return _error(404, "Not found", "order not found")
+        return JSONResponse(order.to_public())
+
+    @app.get("/health", summary="Readiness of Redis, PostgreSQL and Ray")
+    async def health(self) -> JSONResponse:
+        await self._ready()
+        checks: dict[str, str] = {}
+
+        async def check(name: str, probe: Any) -> None:
+            try:
+                await asyncio.wait_for(probe, 2.0)
+                checks[name] = "ok"
+            except Exception as exc:  # every failure is reported, none is raised
+                checks[name] = f"down: {type(exc).__name__}: {exc}"[:200]
+
+        await asyncio.gather(
+            check("redis", self.orders.ping()),
+            check("postgres", self.journal.ping()),
+            check("ray", self.hub.stats.remote()),
+        )
+        healthy = all(v == "ok" for v in checks.values())
+        body = {"status": "ok" if healthy else "degraded", "timestamp": iso_ms(time.time() * 1000), "checks": checks}
+        if not healthy:
+            body["failing"] = [k for k, v in checks.items() if v != "ok"]
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.websocket("/api/orders/{order_id}/status")
+    async def status_stream(self, websocket: WebSocket, order_id: str) -> None:
+        await websocket.accept()
+        oid = parse_order_id(order_id)
+        if oid is None:
+            await _refuse(websocket)
+            return
+        await self._ready()
+        queue, history = await self.subscriptions.open(oid)
+        try:
+            await self._stream(websocket, oid, queue, history)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            await self.subscriptions.close(oid, queue)
+
+    async def _persisted(self, order_id: str) -> list[dict[str, Any]]:
+        try:
+            return [e.to_message() for e in await self.journal.events(order_id)]
+        except StoreUnavailable:
+            return []
+
+    async def _stream(self, websocket: WebSocket, order_id: str, queue: asyncio.Queue[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+        known = {e["seq"]: e for e in await self._persisted(order_id)}
+        known.update({e["seq"]: e for e in history})
+        if not known:
+            await _refuse(websocket)
+            return
+        await websocket.send_json(
+            {"type": "connected", "orderId": order_id, "timestamp": iso_ms(time.time() * 1000), "message": f"following {order_id}"}
+        )
+        last = 0
+
+        async def deliver(events: list[dict[str, Any]]) -> bool:
+            """Send events after ``last`` in seq order; True once the terminal one is sent."""
+            nonlocal last
+            for event in sorted(events, key=lambda e: e["seq"]):
+                if event["seq"] <= last:
+                    continue
+                await websocket.send_json(event)
+                last = event["seq"]
+                if event["status"] in TERMINAL:
+                    await websocket.close(code=1000)
+                    return True
+            return False
+
+        if await deliver(list(known.values())):
+            return
+        reader = asyncio.create_task(_answer_pings(websocket))
+        try:
+            while not reader.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    event = getter.result()
+                    batch = [event]
+                    if event["seq"] > last + 1:  # a gap (hub restarted?): fill it from PostgreSQL
+                        batch += await self._persisted(order_id)
+                    if await deliver(batch):
+                        return
+                else:
+                    getter.cancel()
+                    if not done and await deliver(await self._persisted(order_id)):  # quiet: catch up from PostgreSQL
+                        return
+        finally:
+            reader.cancel()
+
+
+async def _refuse(websocket: WebSocket) -> None:
+    await websocket.send_json({"type": "error", "message": "order not found"})
+    await websocket.close(code=4404)
+
+
+async def _answer_pings(websocket: WebSocket) -> None:
+    """Answer ``{"type":"ping"}`` with ``{"type":"pong"}``; return when the client goes away."""
+    while True:
+        try:
+            message = await websocket.receive_json()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        except ValueError:
+            await websocket.send_json({"type": "error", "message": "messages must be JSON"})
+            continue
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+
+
+def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any) -> Any:
+    return Ingress.options(
+        num_replicas=settings.ingress_replicas,
+        max_ongoing_requests=settings.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},
+    ).bind(settings, redis_url, database_url, hub)
+
+
+def main() -> int:
+    """Run the engine in the foreground until SIGINT or SIGTERM."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    import ray
+
+    from actors.bootstrap import NAMESPACE, start_actors, stop_actors
+    from engine.adapters.postgres import migrate
+    from engine.embedded import resolve_dependencies
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    deps = resolve_dependencies(settings)
+    actors = None
+    try:
+        asyncio.run(_migrate(deps.database_url, migrate))
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(
+            address=settings.ray_address,
+            num_cpus=None if settings.ray_address else (settings.ray_num_cpus or os.cpu_count()),
+            include_dashboard=False,
+            namespace=NAMESPACE,
+            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_AUTH_MODE": "disabled"}},
+            logging_level=logging.WARNING,
+        )
+        if stop.is_set():
+            return 0
+        actors = start_actors(settings, deps.redis_url, deps.database_url)
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_app(settings, deps.redis_url, deps.database_url, actors.hub), name="oee", route_prefix="/", blocking=False)
+        log.info("engine ready", extra={"url": f"http://{settings.host}:{settings.port}", "embedded": deps.embedded})
+        print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
+        stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        if actors is not None:
+            stop_actors(actors)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        deps.stop()
+        log.info("engine stopped")
+    return 0
+
+
+async def _migrate(database_url: str, migrate: Any) -> None:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
