@@ -6,8 +6,6 @@ the whole engine in the foreground (Ray, actors, Serve) and stops it cleanly on
 SIGINT/SIGTERM.
 """
 
-
-
 import asyncio
 import contextlib
 import logging
@@ -219,7 +217,7 @@ class Ingress:
             check("ray", self.hub.stats.remote()),
         )
         healthy = all(v == "ok" for v in checks.values())
-        body = {"status": "ok" if healthy else "degraded", "timestamp": iso_ms(time.time() * 1000), "checks": checks}
+        body: dict[str, Any] = {"status": "ok" if healthy else "degraded", "timestamp": iso_ms(time.time() * 1000), "checks": checks}
         if not healthy:
             body["failing"] = [k for k, v in checks.items() if v != "ok"]
         return JSONResponse(body, status_code=200 if healthy else 503)
@@ -246,7 +244,9 @@ class Ingress:
         except StoreUnavailable:
             return []
 
-    async def _stream(self, websocket: WebSocket, order_id: str, queue: asyncio.Queue[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+    async def _stream(
+        self, websocket: WebSocket, order_id: str, queue: asyncio.Queue[dict[str, Any]], history: list[dict[str, Any]]
+    ) -> None:
         known = {e["seq"]: e for e in await self._persisted(order_id)}
         known.update({e["seq"]: e for e in history})
         if not known:
@@ -312,7 +312,8 @@ async def _answer_pings(websocket: WebSocket) -> None:
 
 
 def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any) -> Any:
-    return Ingress.options(
+    deployment: Any = Ingress
+    return deployment.options(
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
@@ -348,6 +349,7 @@ def main() -> int:
             address=settings.ray_address,
             num_cpus=None if settings.ray_address else (settings.ray_num_cpus or os.cpu_count()),
             include_dashboard=False,
+            _temp_dir=str(settings.ray_temp_dir) if settings.ray_temp_dir and not settings.ray_address else None,
             namespace=NAMESPACE,
             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_AUTH_MODE": "disabled"}},
             logging_level=logging.WARNING,
@@ -362,7 +364,7 @@ def main() -> int:
         stop.wait()
     finally:
         with contextlib.suppress(Exception):
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         if actors is not None:
             stop_actors(actors)
         with contextlib.suppress(Exception):

@@ -18,6 +18,12 @@ from engine.settings import Settings
 
 NAMESPACE = "oee"
 
+
+def _remote(cls: type) -> Any:
+    """``ray.remote`` typed loosely: actor handles are dynamic."""
+    return ray.remote(cls)
+
+
 _LIGHT: dict[str, Any] = {"num_cpus": 0, "max_concurrency": 10_000, "max_restarts": -1}
 
 
@@ -33,25 +39,25 @@ class EngineActors:
         return [self.dispatcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
 
 
-def start_actors(settings: Settings, redis_url: str, database_url: str, *, recover: bool = True) -> EngineActors:
+def start_actors(settings: Settings, redis_url: str, database_url: str, *, recover: bool = True, suffix: str = "") -> EngineActors:
     """Create every actor, wait until they are up, start the dispatcher (which recovers open orders)."""
-    hub = ray.remote(StatusHub).options(name="status_hub", **_LIGHT).remote()
-    limiter = ray.remote(RateLimiter).options(name="rate_limiter", **_LIGHT).remote(
-        settings.rate_limit_per_minute, settings.rate_limit_burst
+    hub = _remote(StatusHub).options(name=f"status_hub{suffix}", **_LIGHT).remote()
+    limiter = (
+        _remote(RateLimiter)
+        .options(name=f"rate_limiter{suffix}", **_LIGHT)
+        .remote(settings.rate_limit_per_minute, settings.rate_limit_burst)
     )
     venues = {
-        VenueName.RAYDIUM: ray.remote(RaydiumQuoter).options(name="raydium_quoter", **_LIGHT).remote(settings, database_url),
-        VenueName.METEORA: ray.remote(MeteoraQuoter).options(name="meteora_quoter", **_LIGHT).remote(settings, database_url),
+        VenueName.RAYDIUM: _remote(RaydiumQuoter).options(name=f"raydium_quoter{suffix}", **_LIGHT).remote(settings, database_url),
+        VenueName.METEORA: _remote(MeteoraQuoter).options(name=f"meteora_quoter{suffix}", **_LIGHT).remote(settings, database_url),
     }
     executors = [
-        ray.remote(OrderExecutor)
-        .options(name=f"order_executor_{i}", **_LIGHT)
-        .remote(settings, redis_url, database_url, hub, venues)
+        _remote(OrderExecutor).options(name=f"order_executor_{i}{suffix}", **_LIGHT).remote(settings, redis_url, database_url, hub, venues)
         for i in range(settings.executor_pool_size)
     ]
     ray.get([e.ready.remote() for e in executors] + [hub.stats.remote(), limiter.stats.remote()])
-    dispatcher = ray.remote(Dispatcher).options(name="dispatcher", **_LIGHT).remote(
-        settings, redis_url, database_url, executors, limiter
+    dispatcher = (
+        _remote(Dispatcher).options(name=f"dispatcher{suffix}", **_LIGHT).remote(settings, redis_url, database_url, executors, limiter)
     )
     if recover:
         ray.get(dispatcher.start.remote())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -26,6 +27,9 @@ from engine.logs import setup_logging
 from engine.settings import Settings
 
 log = logging.getLogger("actors.dispatcher")
+
+MAX_REDISPATCH = 5
+SWEEP_EVERY_S = 5.0
 
 
 class Dispatcher:
@@ -45,6 +49,7 @@ class Dispatcher:
         self._epoch = uuid.uuid4().hex
         self._pool: asyncpg.Pool | None = None
         self._redis: aioredis.Redis | None = None
+        self._redispatched: dict[str, int] = {}
         self.peak_running = 0
         self.dispatched = 0
 
@@ -67,14 +72,22 @@ class Dispatcher:
         for order in open_orders:
             log.info(
                 "recovered order",
-                extra={"order_id": order.order_id, "found_status": order.status.value, "attempts": order.attempts, "action": "requeued", "why": why},
+                extra={
+                    "order_id": order.order_id,
+                    "found_status": order.status.value,
+                    "attempts": order.attempts,
+                    "action": "requeued",
+                    "why": why,
+                },
             )
         if open_orders:
             log.info("recovery done", extra={"why": why, "orders": len(open_orders)})
         return len(open_orders)
 
     async def _watch_loop(self) -> None:
-        """Notice Redis restarted empty (the epoch key is gone) and rebuild it from PostgreSQL."""
+        """Rebuild Redis from PostgreSQL if it restarted empty (the epoch key is gone), and
+        sweep up open orders that are neither queued nor running (a lost queue entry)."""
+        last_sweep = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -82,6 +95,16 @@ class Dispatcher:
                     log.warning("redis lost its state; rebuilding active orders from postgres")
                     await self._recover("redis-rebuild")
                     await self._orders.mark_epoch(self._epoch)
+                elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                    last_sweep = time.monotonic()
+                    queued = await self._orders.queued_ids()
+                    stale = (time.time() - SWEEP_EVERY_S) * 1000
+                    open_orders = [o for o in await self._journal.open_orders() if o.submitted_at < stale]
+                    lost = [o for o in open_orders if o.order_id not in self._running and o.order_id not in queued]
+                    if lost:
+                        await self._orders.requeue(lost)
+                        for order in lost:
+                            log.warning("requeued an open order found neither queued nor running", extra={"order_id": order.order_id})
             except StoreUnavailable as exc:
                 log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
 
@@ -101,9 +124,9 @@ class Dispatcher:
             if order_id is None or order_id in self._running:
                 self._slots.release()
                 continue
+            self._running.add(order_id)  # before any await, so a sweep cannot queue it twice
             await self._limiter.acquire.remote()
             index = min(range(len(self._executors)), key=self._load.__getitem__)
-            self._running.add(order_id)
             self.peak_running = max(self.peak_running, len(self._running))
             self.dispatched += 1
             task = asyncio.create_task(self._run(index, order_id))
@@ -112,19 +135,27 @@ class Dispatcher:
 
     async def _run(self, index: int, order_id: str) -> None:
         self._load[index] += 1
+        lost: BaseException | None = None
         try:
             await self._executors[index].execute.remote(order_id)
         except (RayActorError, ActorUnavailableError, RayTaskError) as exc:
-            # The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it
-            # again; the next run resumes it and checks the venues before any new swap.
-            log.warning("executor lost the order; re-dispatching", extra={"order_id": order_id, "error": type(exc).__name__})
-            loaded = await self._journal.load(order_id)
-            if loaded is not None:
-                await self._orders.requeue([loaded[0]])
+            lost = exc
         finally:
             self._load[index] -= 1
             self._running.discard(order_id)
             self._slots.release()
+        if lost is not None:
+            # The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it
+            # again; the next run resumes it and asks the venues for its swap before making one.
+            self._redispatched[order_id] = tries = self._redispatched.get(order_id, 0) + 1
+            log.warning("executor lost the order", extra={"order_id": order_id, "error": type(lost).__name__, "redispatch": tries})
+            if tries > MAX_REDISPATCH:
+                log.error("order keeps failing in executors; left open for the next start-up", extra={"order_id": order_id})
+                return
+            with contextlib.suppress(StoreUnavailable):
+                loaded = await self._journal.load(order_id)
+                if loaded is not None:
+                    await self._orders.requeue([loaded[0]])
 
     def stats(self) -> dict[str, Any]:
         return {"running": len(self._running), "peak_running": self.peak_running, "dispatched": self.dispatched}

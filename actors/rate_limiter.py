@@ -13,12 +13,13 @@ class RateLimiter:
         self.granted = 0
 
     async def acquire(self) -> float:
-        """Wait for a token; return how long the caller waited (seconds)."""
-        wait = self._bucket.reserve(self._clock.now())
+        """Wait for a token; return the (monotonic) time it was scheduled for."""
+        now = self._clock.now()
+        wait = self._bucket.reserve(now)
         if wait > 0:
             await self._clock.sleep(wait)
         self.granted += 1
-        return wait
+        return now + wait
 
     def stats(self) -> dict[str, float]:
         return {"granted": self.granted, "tokens": self._bucket.tokens}

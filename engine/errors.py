@@ -4,16 +4,26 @@ from __future__ import annotations
 
 
 class EngineError(Exception):
-    """Base class of every error the engine raises on purpose."""
+    """Base class of every error the engine raises on purpose.
+
+    Subclasses pass their data (not a message) to ``Exception.__init__`` so that
+    they pickle, and cross Ray process boundaries, intact; ``__str__`` renders them.
+    """
+
+    def __str__(self) -> str:
+        return " ".join(str(a) for a in self.args)
 
 
 class InvalidTransition(EngineError):
     """An order was asked to move along an edge the lifecycle table does not have."""
 
     def __init__(self, current: str, target: str) -> None:
-        super().__init__(f"{current.upper()} -> {target.upper()}")
+        super().__init__(current, target)
         self.current = current
         self.target = target
+
+    def __str__(self) -> str:
+        return f"{self.current.upper()} -> {self.target.upper()}"
 
 
 class VenueError(EngineError):
@@ -22,9 +32,12 @@ class VenueError(EngineError):
     transient: bool = False
 
     def __init__(self, venue: str, reason: str) -> None:
-        super().__init__(f"{venue}: {reason}")
+        super().__init__(venue, reason)
         self.venue = venue
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.venue}: {self.reason}"
 
 
 class TransientVenueError(VenueError):
@@ -45,30 +58,42 @@ class NoRouteError(EngineError):
     """No venue produced a usable quote; ``transient`` if some failure may clear on retry."""
 
     def __init__(self, reason: str, transient: bool) -> None:
-        super().__init__(reason)
+        super().__init__(reason, transient)
         self.reason = reason
         self.transient = transient
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class StoreUnavailable(EngineError):
     """A storage dependency (Redis or PostgreSQL) cannot be reached right now."""
 
     def __init__(self, store: str, reason: str) -> None:
-        super().__init__(f"{store} unavailable: {reason}")
+        super().__init__(store, reason)
         self.store = store
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.store} unavailable: {self.reason}"
 
 
 class OrderNotFound(EngineError):
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"order {order_id} not found")
+        super().__init__(order_id)
         self.order_id = order_id
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} not found"
 
 
 class DuplicateRequest(EngineError):
     """An Idempotency-Key was used before; carries the order it created and that request's body hash."""
 
     def __init__(self, order_id: str, request_hash: str | None) -> None:
-        super().__init__(f"idempotency key already used for {order_id}")
+        super().__init__(order_id, request_hash)
         self.order_id = order_id
         self.request_hash = request_hash
+
+    def __str__(self) -> str:
+        return f"idempotency key already used for {self.order_id}"

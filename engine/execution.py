@@ -18,7 +18,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import NoRouteError, StoreUnavailable, VenueError
 from engine.lifecycle import check_transition, is_terminal
-from engine.models import DexQuote, Order, OrderEvent, OrderStatus, SwapResult, VenueName
+from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
 from engine.ports import ActiveOrders, EventSink, OrderJournal
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
@@ -108,22 +108,19 @@ class OrderWorkflow:
         failures = 0
         last_error: str | None = None
         while True:
-            attempt += 1
             try:
+                if resumed or failures:
+                    # A swap may have landed already (crash mid-swap, lost confirmation): look before acting.
+                    found = await self._existing_swap(order_id)
+                    if found is not None:
+                        return await self._adopt(run, found)
+                attempt += 1
                 await run.emit(S.ROUTING, attempt=attempt, error=last_error)
                 decision = await self._route(run.order)
                 await run.emit(S.BUILDING, routing_decision=decision)
                 quote = next(q for q in decision.quotes if q.venue is decision.venue)
-                swap = await self._existing_swap(order_id) if (resumed or failures) else None
-                if swap is None:
-                    await run.emit(S.SUBMITTED)
-                    swap = await self.venues[decision.venue].swap(order_id, quote)
-                else:
-                    log.info(
-                        "adopting swap found at venue",
-                        extra={"order_id": order_id, "venue": swap.venue.value, "tx_hash": swap.tx_hash},
-                    )
-                    await run.emit(S.SUBMITTED)
+                await run.emit(S.SUBMITTED)
+                swap = await self.venues[decision.venue].swap(order_id, quote)
                 return await run.emit(
                     S.CONFIRMED,
                     tx_hash=swap.tx_hash,
@@ -137,8 +134,24 @@ class OrderWorkflow:
                     reason = last_error if not exc.transient else f"{last_error} (after {failures} attempts)"
                     return await run.emit(S.FAILED, failure_reason=reason)
                 delay = self.retry.delay_after(failures, self.rng)
-                log.info("attempt failed; backing off", extra={"order_id": order_id, "attempt": attempt, "delay_s": delay, "error": last_error})
+                log.info(
+                    "attempt failed; backing off", extra={"order_id": order_id, "attempt": attempt, "delay_s": delay, "error": last_error}
+                )
                 await self.clock.sleep(delay)
+
+    async def _adopt(self, run: OrderRun, swap: SwapResult) -> Order:
+        """Confirm the order with a swap found at a venue, walking the lifecycle's remaining steps."""
+        log.info(
+            "adopting swap found at venue",
+            extra={"order_id": swap.order_id, "venue": swap.venue.value, "tx_hash": swap.tx_hash, "found_status": run.order.status.value},
+        )
+        if run.order.status is S.PENDING:
+            await run.emit(S.ROUTING, attempt=run.order.attempts + 1)
+        if run.order.status is S.ROUTING:
+            await run.emit(S.BUILDING)
+        if run.order.status is S.BUILDING:
+            await run.emit(S.SUBMITTED)
+        return await run.emit(S.CONFIRMED, tx_hash=swap.tx_hash, execution_price=swap.execution_price, execution_amount=swap.amount_out)
 
     async def _load(self, order_id: str) -> tuple[Order, int] | None:
         attempt = 0
@@ -149,7 +162,7 @@ class OrderWorkflow:
             except StoreUnavailable:
                 await self.clock.sleep(self.store_retry.delay_after(min(attempt, 6)))
 
-    async def _route(self, order: Order) -> Any:
+    async def _route(self, order: Order) -> RoutingDecision:
         """Ask every venue at once; the wall time is that of the slowest single quote."""
         names = list(self.venues)
         results = await asyncio.gather(

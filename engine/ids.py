@@ -19,6 +19,6 @@ def new_order_id(now_ms: int, suffix: str | None = None) -> OrderId:
 
 def parse_order_id(raw: str) -> OrderId | None:
     """The id if ``raw`` is well formed, else None (used to refuse junk before any lookup)."""
-    if len(raw) <= 64 and ORDER_ID_PATTERN.match(raw):
+    if len(raw) <= 64 and ORDER_ID_PATTERN.fullmatch(raw):
         return OrderId(raw)
     return None

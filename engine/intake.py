@@ -98,7 +98,9 @@ def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
 
 
 class IntakeJournal(Protocol):
-    async def insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None) -> None: ...
+    async def insert_order(
+        self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
+    ) -> None: ...
     async def delete_order(self, order_id: str) -> None: ...
 
 
@@ -127,7 +129,9 @@ class OrderIntake:
                 return Rejection(422, "Idempotency key reused", "this Idempotency-Key was used with a different request body")
             return Accepted(dup.order_id, replayed=True)
         except StoreUnavailable as exc:
-            return Rejection(503, "Service unavailable", f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted")
+            return Rejection(
+                503, "Service unavailable", f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted"
+            )
         try:
             await self.queue.accept(order)
         except StoreUnavailable as exc:
@@ -135,5 +139,7 @@ class OrderIntake:
                 await self.journal.delete_order(order.order_id)
             except StoreUnavailable:
                 log.error("intake compensation failed; order left pending in postgres", extra={"order_id": order.order_id})
-            return Rejection(503, "Service unavailable", f"the order could not be queued ({exc.store} is unavailable); nothing was accepted")
+            return Rejection(
+                503, "Service unavailable", f"the order could not be queued ({exc.store} is unavailable); nothing was accepted"
+            )
         return Accepted(order.order_id)

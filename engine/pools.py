@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class PoolExhausted(ValueError):
@@ -115,7 +115,7 @@ class BinnedPool:
         depth_y: float,
         bin_step_bps: float,
         bins_each_side: int,
-        **fees: float,
+        **fees: Any,
     ) -> BinnedPool:
         """A pool centred on ``price`` with ``depth_y`` of value (in y) spread evenly over its bins."""
         per_bin = depth_y / (2 * bins_each_side + 1)

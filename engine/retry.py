@@ -20,7 +20,8 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt ``attempt`` failed: base, base*factor, base*factor^2..."""
-        delay = min(self.max_delay_s, self.base_delay_s * self.factor ** (attempt - 1))
+        exponent = min(max(attempt - 1, 0), 64)  # past 2**64 the cap applies anyway; avoids float overflow
+        delay = min(self.max_delay_s, self.base_delay_s * self.factor**exponent)
         if self.jitter and rng is not None:
-            delay *= 1.0 + rng.uniform(-self.jitter, self.jitter)
+            delay = min(self.max_delay_s, delay * (1.0 + rng.uniform(-self.jitter, self.jitter)))
         return max(0.0, delay)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="oee:", description="Prefix of every Redis key the engine writes")
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one")
     ray_num_cpus: int | None = Field(default=None, description="CPUs of the local Ray started by the engine")
+    ray_temp_dir: Path | None = Field(default=None, description="Temp/session dir of the local Ray (keep it short)")
 
     # Admission
     max_concurrent_orders: int = Field(default=10, ge=1)

@@ -9,6 +9,8 @@ records every swap in a :class:`SwapLedger` that outlives the engine process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -98,6 +100,7 @@ class SimulatedVenue:
     drift: Drift = field(default_factory=Drift)
     seed: int = 7
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
+    _inflight: dict[str, asyncio.Future[SwapResult]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         now = self.clock.now()
@@ -157,7 +160,23 @@ class SimulatedVenue:
 
         A fault before landing means nothing happened; a fault after landing (the
         confirmation was lost) leaves a swap in the ledger that ``find_swap`` will find.
+        A second swap for an order whose first is still in flight joins the first, as a
+        chain drops a transaction it already has.
         """
+        pending = self._inflight.get(order_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._swap(order_id, quote))
+        self._inflight[order_id] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight.pop(order_id, None)
+            else:
+                task.add_done_callback(lambda _: self._inflight.pop(order_id, None))
+
+    async def _swap(self, order_id: str, quote: DexQuote) -> SwapResult:
         existing = await self.ledger.find(self.name, order_id)
         if existing is not None:
             return existing
@@ -183,4 +202,9 @@ class SimulatedVenue:
         return result
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
+        """The swap made for ``order_id``; waits for one still in flight rather than answer too early."""
+        pending = self._inflight.get(order_id)
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
         return await self.ledger.find(self.name, order_id)

@@ -183,7 +183,9 @@ class PostgresJournal:
         async with self._conn() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None) -> None:
+    async def insert_order(
+        self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
+    ) -> None:
         """Store a new order and its first event in one transaction.
 
         Raises :class:`DuplicateRequest` if ``idempotency_key`` was already used.
@@ -206,8 +208,15 @@ class PostgresJournal:
                 INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key, request_hash)
                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9)
                 """,
-                order.order_id, order.token_in, order.token_out, order.amount, order.order_type.value,
-                order.status.value, order.submitted_at, idempotency_key, request_hash,
+                order.order_id,
+                order.token_in,
+                order.token_out,
+                order.amount,
+                order.order_type.value,
+                order.status.value,
+                order.submitted_at,
+                idempotency_key,
+                request_hash,
             )
             await self._insert_event(conn, first)
 
@@ -224,7 +233,11 @@ class PostgresJournal:
             VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0))
             ON CONFLICT (order_id, seq) DO NOTHING
             """,
-            event.order_id, event.seq, event.status.value, event.model_dump(mode="json", by_alias=True, exclude_none=True), event.at,
+            event.order_id,
+            event.seq,
+            event.status.value,
+            event.model_dump(mode="json", by_alias=True, exclude_none=True),
+            event.at,
         )
 
     async def record(self, order: Order, event: OrderEvent) -> None:
@@ -237,10 +250,16 @@ class PostgresJournal:
                     executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now()
                 WHERE order_id = $1
                 """,
-                order.order_id, order.status.value, order.attempts,
+                order.order_id,
+                order.status.value,
+                order.attempts,
                 order.routing_decision.model_dump(mode="json", by_alias=True) if order.routing_decision else None,
-                order.tx_hash, order.execution_price, order.execution_amount, order.failure_reason,
-                order.executed_at, order.failed_at,
+                order.tx_hash,
+                order.execution_price,
+                order.execution_amount,
+                order.failure_reason,
+                order.executed_at,
+                order.failed_at,
             )
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
@@ -266,7 +285,9 @@ class PostgresJournal:
     async def open_orders(self) -> list[Order]:
         """Every order not yet terminal, oldest first: what recovery resumes."""
         async with self._conn() as conn:
-            rows = await conn.fetch(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN ('confirmed', 'failed') ORDER BY submitted_at")
+            rows = await conn.fetch(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN ('confirmed', 'failed') ORDER BY submitted_at"
+            )
         return [_order_from_row(row) for row in rows]
 
     async def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
@@ -291,7 +312,13 @@ class PostgresLedger:
                     ON CONFLICT (venue, order_id) DO NOTHING
                     RETURNING tx_hash
                     """,
-                    swap.venue.value, swap.order_id, swap.tx_hash, swap.amount_in, swap.amount_out, swap.execution_price, swap.executed_at,
+                    swap.venue.value,
+                    swap.order_id,
+                    swap.tx_hash,
+                    swap.amount_in,
+                    swap.amount_out,
+                    swap.execution_price,
+                    swap.executed_at,
                 )
             if row is not None:
                 return swap
@@ -307,15 +334,21 @@ class PostgresLedger:
                 return await conn.fetchrow(
                     "SELECT tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms "
                     "FROM venue_swaps WHERE venue = $1 AND order_id = $2",
-                    venue.value, order_id,
+                    venue.value,
+                    order_id,
                 )
 
         row = await _guard(op)
         if row is None:
             return None
         return SwapResult(
-            venue=venue, order_id=order_id, tx_hash=row["tx_hash"], amount_in=row["amount_in"],
-            amount_out=row["amount_out"], execution_price=row["price"], executed_at=float(row["executed_ms"]),
+            venue=venue,
+            order_id=order_id,
+            tx_hash=row["tx_hash"],
+            amount_in=row["amount_in"],
+            amount_out=row["amount_out"],
+            execution_price=row["price"],
+            executed_at=float(row["executed_ms"]),
         )
 
     async def count_for(self, order_id: str) -> int:

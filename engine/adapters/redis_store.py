@@ -132,6 +132,10 @@ class RedisOrders:
         members = await _guard(lambda: self.client.smembers(self.active_key))
         return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
 
+    async def queued_ids(self) -> set[str]:
+        members = await _guard(lambda: self.client.zrange(self.queue_key, 0, -1))
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+
     async def queued(self) -> int:
         return int(await _guard(lambda: self.client.zcard(self.queue_key)))
 

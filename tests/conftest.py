@@ -1,0 +1,104 @@
+"""Shared fixtures: each test session gets its own PostgreSQL database and its own Redis key space.
+
+Local servers on 5432/6379 are used when they listen; otherwise embedded ones are
+started under a temp dir. Only what this session created is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+import redis.asyncio
+
+from engine.embedded import Dependencies, _start_postgres, _start_redis, port_open
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_REDIS_DB = 13
+
+
+@dataclass(frozen=True)
+class Services:
+    pg_admin_url: str  # a database URL on the server, used to create/drop test databases
+    redis_base_url: str  # without a db number
+
+
+@dataclass(frozen=True)
+class TestStores:
+    database_url: str
+    redis_url: str
+    redis_prefix: str
+
+
+def _with_database(url: str, database: str) -> str:
+    if "?" in url:  # pgserver's unix-socket form: postgresql://postgres:@/postgres?host=/path
+        head, query = url.split("?", 1)
+        return head.rsplit("/", 1)[0] + f"/{database}?{query}"
+    return url.rsplit("/", 1)[0] + f"/{database}"
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    deps = Dependencies(redis_url="", database_url="")
+    scratch = Path(tempfile.mkdtemp(prefix="oee-svc-"))
+    try:
+        if port_open("127.0.0.1", 5432):
+            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
+        else:
+            pg = _with_database(_start_postgres(scratch / "pg", deps), "postgres")
+        rd = "redis://127.0.0.1:6379" if port_open("127.0.0.1", 6379) else _start_redis(scratch / "redis", deps).rsplit("/", 1)[0]
+        yield Services(pg, rd)
+    finally:
+        deps.stop()
+
+
+@pytest.fixture(scope="session")
+def stores(services: Services) -> Iterator[TestStores]:
+    name = f"oee_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(services.pg_admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    prefix = f"oee-test-{secrets.token_hex(4)}:"
+    redis_url = f"{services.redis_base_url}/{TEST_REDIS_DB}"
+    try:
+        yield TestStores(_with_database(services.pg_admin_url, name), redis_url, prefix)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def reset_stores(stores: TestStores) -> None:
+    """Empty this session's tables and keys (never anything else)."""
+    from engine.adapters.postgres import create_pool, migrate
+
+    pool = await create_pool(stores.database_url, min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+        await pool.execute("TRUNCATE orders, order_events, venue_swaps")
+    finally:
+        await pool.close()
+    client = redis.asyncio.Redis.from_url(stores.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{stores.redis_prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

@@ -1,0 +1,193 @@
+"""The engine's actors on a real local Ray, real Redis and real PostgreSQL (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import ray
+
+from actors.bootstrap import EngineActors, start_actors, stop_actors
+from actors.rate_limiter import RateLimiter
+from engine.adapters.postgres import PostgresJournal, PostgresLedger
+from engine.adapters.redis_store import RedisOrders
+from engine.intake import Accepted, OrderIntake
+from engine.models import OrderEvent, OrderRequest, OrderStatus
+from engine.settings import Settings
+from tests.conftest import TestStores
+from tests.integration.conftest import fast_settings, unique_suffix
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+TERMINAL = {OrderStatus.CONFIRMED, OrderStatus.FAILED}
+
+
+@pytest.fixture
+def engine_factory(clean: TestStores) -> Iterator[Any]:
+    started: list[EngineActors] = []
+
+    def start(**overrides: Any) -> tuple[EngineActors, Settings]:
+        settings = fast_settings(clean, **overrides)
+        actors = start_actors(settings, clean.redis_url, clean.database_url, suffix=unique_suffix())
+        started.append(actors)
+        return actors, settings
+
+    yield start
+    for actors in started:
+        stop_actors(actors)
+
+
+@pytest.fixture
+async def intake(journal: PostgresJournal, redis_orders: RedisOrders) -> AsyncIterator[OrderIntake]:
+    yield OrderIntake(journal, redis_orders)
+
+
+async def submit(intake: OrderIntake, count: int, amount: float = 2.0) -> list[str]:
+    ids = []
+    for i in range(count):
+        pair = ("SOL", "USDC") if i % 2 == 0 else ("USDC", "SOL")
+        request = OrderRequest(token_in=pair[0], token_out=pair[1], amount=amount if i % 2 == 0 else amount * 150)
+        outcome = await intake.submit(request, time.time() * 1000)
+        assert isinstance(outcome, Accepted)
+        ids.append(outcome.order_id)
+    return ids
+
+
+async def wait_terminal(journal: PostgresJournal, ids: list[str], timeout_s: float = 60.0) -> dict[str, list[OrderEvent]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        orders = [await journal.get(i) for i in ids]
+        if all(o is not None and o.status in TERMINAL for o in orders):
+            return {i: await journal.events(i) for i in ids}
+        if time.monotonic() > deadline:
+            stuck = {o.order_id: o.status.value for o in orders if o is not None and o.status not in TERMINAL}
+            raise AssertionError(f"orders not terminal after {timeout_s}s: {stuck}")
+        await asyncio.sleep(0.1)
+
+
+def max_overlap(trails: dict[str, list[OrderEvent]]) -> int:
+    """Most orders between their first routing event and their terminal event at any one time."""
+    edges: list[tuple[float, int]] = []
+    for events in trails.values():
+        start = min(e.at for e in events if e.status is OrderStatus.ROUTING)
+        end = max(e.at for e in events)
+        edges += [(start, 1), (end, -1)]
+    level = peak = 0
+    for _, delta in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+async def test_orders_confirm_once_within_the_concurrency_cap(engine_factory, intake, journal, pg_pool, redis_orders) -> None:
+    actors, _ = engine_factory(max_concurrent_orders=3, swap_latency_ms=(150.0, 200.0))
+    ids = await submit(intake, 12)
+    trails = await wait_terminal(journal, ids)
+    ledger = PostgresLedger(pg_pool)
+    for order_id, events in trails.items():
+        order = await journal.get(order_id)
+        assert order is not None and order.status is OrderStatus.CONFIRMED, order
+        assert [e.status for e in events] == [
+            OrderStatus.PENDING,
+            OrderStatus.ROUTING,
+            OrderStatus.BUILDING,
+            OrderStatus.SUBMITTED,
+            OrderStatus.CONFIRMED,
+        ]
+        assert await ledger.count_for(order_id) == 1
+        swap = await ledger.find(order.routing_decision.venue, order_id)  # type: ignore[union-attr]
+        assert swap is not None and swap.tx_hash == order.tx_hash and swap.amount_out == order.execution_amount
+    overlap = max_overlap(trails)
+    stats = ray.get(actors.dispatcher.stats.remote())
+    print(f"peak concurrent orders: events {overlap}, dispatcher {stats['peak_running']} (cap 3)")
+    assert overlap <= 3 and stats["peak_running"] <= 3
+    assert stats["peak_running"] == 3  # the cap was actually reached, so the check above means something
+    assert await redis_orders.active_ids() == set()
+
+
+async def test_routing_asks_both_venues_in_parallel(engine_factory, intake, journal) -> None:
+    engine_factory(quote_latency_ms=300.0)
+    ids = await submit(intake, 2)
+    trails = await wait_terminal(journal, ids)
+    for events in trails.values():
+        routing = next(e for e in events if e.status is OrderStatus.ROUTING)
+        building = next(e for e in events if e.status is OrderStatus.BUILDING)
+        assert building.routing_decision is not None and len(building.routing_decision.quotes) == 2
+        stage_ms = building.at - routing.at
+        print(f"routing stage {stage_ms:.0f} ms for two 300 ms quotes")
+        assert 300 <= stage_ms < 600  # sequential quotes could not take less than 600 ms
+
+
+async def test_rate_limiter_actor_holds_five_per_second() -> None:
+    limiter = ray.remote(RateLimiter).options(num_cpus=0, max_concurrency=100).remote(300.0, 1)
+    ray.get(limiter.stats.remote())
+
+    async def one() -> tuple[float, float]:
+        scheduled = await limiter.acquire.remote()
+        return scheduled, time.monotonic()
+
+    results = await asyncio.gather(*(one() for _ in range(16)))
+    granted = sorted(scheduled for scheduled, _ in results)
+    received = sorted(at for _, at in results)
+    worst = max(sum(1 for t in granted if start <= t < start + 1.0) for start in granted)
+    span = received[-1] - received[0]
+    print(f"16 grants over {span:.2f}s, at most {worst} in any 1 s window (limit 5/s)")
+    assert worst <= 5
+    assert span >= 15 / 5 - 0.1
+    ray.kill(limiter)
+
+
+async def test_engine_admission_is_rate_limited(engine_factory, intake, journal) -> None:
+    engine_factory(rate_limit_per_minute=300.0, rate_limit_burst=1, max_concurrent_orders=10)
+    ids = await submit(intake, 11)
+    trails = await wait_terminal(journal, ids)
+    starts = sorted(min(e.at for e in events if e.status is OrderStatus.ROUTING) for events in trails.values())
+    span_s = (starts[-1] - starts[0]) / 1000
+    print(f"11 orders started over {span_s:.2f}s at 5/s")
+    assert span_s >= 10 / 5 - 0.2
+
+
+async def test_transient_faults_retry_and_never_swap_twice(engine_factory, intake, journal, pg_pool) -> None:
+    engine_factory(fault_rate=0.25, max_concurrent_orders=10)
+    ids = await submit(intake, 16)
+    trails = await wait_terminal(journal, ids, timeout_s=90)
+    ledger = PostgresLedger(pg_pool)
+    retried = 0
+    for order_id, events in trails.items():
+        order = await journal.get(order_id)
+        assert order is not None
+        swaps = await ledger.count_for(order_id)
+        assert swaps <= 1
+        attempts = [e.attempt for e in events if e.status is OrderStatus.ROUTING]
+        assert attempts == list(range(1, len(attempts) + 1)) and len(attempts) <= 3
+        retried += len(attempts) > 1
+        if order.status is OrderStatus.CONFIRMED:
+            assert swaps == 1
+        else:
+            assert order.failure_reason and "after 3 attempts" in order.failure_reason
+    print(f"{retried}/16 orders needed a retry")
+    assert retried > 0
+
+
+async def test_killed_executor_mid_swap_still_completes_once(engine_factory, intake, journal, pg_pool) -> None:
+    actors, _ = engine_factory(swap_latency_ms=(1500.0, 1500.0), executor_pool_size=1)
+    ids = await submit(intake, 2)
+    deadline = time.monotonic() + 20
+    while True:
+        orders = [await journal.get(i) for i in ids]
+        if any(o is not None and o.status is OrderStatus.SUBMITTED for o in orders):
+            break
+        assert time.monotonic() < deadline, "no order reached submitted"
+        await asyncio.sleep(0.05)
+    ray.kill(actors.executors[0], no_restart=False)
+    trails = await wait_terminal(journal, ids)
+    ledger = PostgresLedger(pg_pool)
+    for order_id in trails:
+        order = await journal.get(order_id)
+        assert order is not None and order.status is OrderStatus.CONFIRMED
+        assert await ledger.count_for(order_id) == 1
+        swap = await ledger.find(order.routing_decision.venue, order_id)  # type: ignore[union-attr]
+        assert swap is not None and swap.tx_hash == order.tx_hash

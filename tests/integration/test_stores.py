@@ -1,0 +1,109 @@
+"""PostgreSQL journal/ledger and Redis orders/queue against the real servers."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool, migrate
+from engine.adapters.redis_store import RedisOrders
+from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.intake import new_order
+from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType, SwapResult, VenueName
+
+
+def _order(amount: float = 1.0, order_type: OrderType = OrderType.MARKET, at: float = 1_764_000_000_000.0):
+    request = OrderRequest(token_in="SOL", token_out="USDC", amount=amount, order_type=OrderType.MARKET)
+    order, first = new_order(request, at)
+    return order.model_copy(update={"order_type": order_type}), first
+
+
+async def test_migrations_are_idempotent(pg_pool: asyncpg.Pool) -> None:
+    assert await migrate(pg_pool) == await migrate(pg_pool)
+    tables = {r["tablename"] for r in await pg_pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"orders", "order_events", "venue_swaps", "schema_migrations"} <= tables
+
+
+async def test_journal_records_every_transition(journal: PostgresJournal) -> None:
+    order, first = _order()
+    await journal.insert_order(order, first)
+    routing = OrderEvent(order_id=order.order_id, seq=2, status=OrderStatus.ROUTING, at=first.at + 5, attempt=1)
+    order = order.apply(routing)
+    await journal.record(order, routing)
+    await journal.record(order, routing)  # replay: idempotent per seq
+    loaded = await journal.load(order.order_id)
+    assert loaded is not None
+    assert loaded[0].status is OrderStatus.ROUTING and loaded[0].attempts == 1 and loaded[1] == 2
+    assert [e.status for e in await journal.events(order.order_id)] == [OrderStatus.PENDING, OrderStatus.ROUTING]
+    assert [o.order_id for o in await journal.open_orders()] == [order.order_id]
+
+
+async def test_journal_idempotency_key(journal: PostgresJournal) -> None:
+    order, first = _order()
+    await journal.insert_order(order, first, "key-1", "hash-a")
+    again, again_first = _order(at=first.at + 1)
+    with pytest.raises(DuplicateRequest) as info:
+        await journal.insert_order(again, again_first, "key-1", "hash-b")
+    assert info.value.order_id == order.order_id and info.value.request_hash == "hash-a"
+    assert await journal.get(again.order_id) is None
+
+
+async def test_journal_unreachable_is_store_unavailable() -> None:
+    with pytest.raises((StoreUnavailable, OSError)):
+        pool = await create_pool("postgresql://postgres@127.0.0.1:1/none", min_size=0, max_size=1)
+        await PostgresJournal(pool).ping()
+
+
+async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
+    ledger = PostgresLedger(pg_pool)
+    order, first = _order()
+    await PostgresJournal(pg_pool).insert_order(order, first)
+    swap = SwapResult(
+        venue=VenueName.RAYDIUM,
+        order_id=order.order_id,
+        tx_hash="tx1",
+        amount_in=1,
+        amount_out=150,
+        execution_price=150,
+        executed_at=first.at,
+    )
+    assert (await ledger.record(swap)).tx_hash == "tx1"
+    assert (await ledger.record(swap.model_copy(update={"tx_hash": "tx2"}))).tx_hash == "tx1"
+    found = await ledger.find(VenueName.RAYDIUM, order.order_id)
+    assert found is not None and found.tx_hash == "tx1"
+    assert await ledger.find(VenueName.METEORA, order.order_id) is None
+    assert await ledger.count_for(order.order_id) == 1
+
+
+async def test_redis_accept_update_finish(redis_orders: RedisOrders) -> None:
+    order, _ = _order()
+    await redis_orders.accept(order)
+    assert await redis_orders.active_ids() == {order.order_id}
+    assert (await redis_orders.get(order.order_id)) == order
+    done = order.model_copy(update={"status": OrderStatus.CONFIRMED})
+    await redis_orders.finish(done)
+    assert await redis_orders.active_ids() == set()
+    stored = await redis_orders.get(order.order_id)
+    assert stored is not None and stored.status is OrderStatus.CONFIRMED
+    ttl = await redis_orders.client.ttl(redis_orders.order_key(order.order_id))
+    assert 0 < ttl <= 3600
+
+
+async def test_redis_queue_serves_market_orders_first(redis_orders: RedisOrders) -> None:
+    limit, _ = _order(order_type=OrderType.LIMIT, at=1_764_000_000_000.0)
+    market_late, _ = _order(at=1_764_000_000_500.0)
+    market_early, _ = _order(at=1_764_000_000_100.0)
+    for order in (limit, market_late, market_early):
+        await redis_orders.accept(order)
+    popped = [await redis_orders.pop(0.1) for _ in range(3)]
+    assert popped == [market_early.order_id, market_late.order_id, limit.order_id]
+    assert await redis_orders.pop(0.05) is None
+
+
+async def test_redis_forget_undoes_accept(redis_orders: RedisOrders) -> None:
+    order, _ = _order()
+    await redis_orders.accept(order)
+    await redis_orders.forget(order.order_id)
+    assert await redis_orders.get(order.order_id) is None
+    assert await redis_orders.active_ids() == set()
+    assert await redis_orders.queued() == 0

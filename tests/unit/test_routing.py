@@ -1,0 +1,232 @@
+"""choose_route on hand-made quotes, and on quotes from a real pair of SimulatedVenues."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from engine.clock import ManualClock
+from engine.errors import InsufficientLiquidity, NoPoolError, NoRouteError, TransientVenueError, VenueError
+from engine.market import CATALOGUE, pair_key, venues_trading
+from engine.models import DexQuote, VenueName
+from engine.routing import choose_route
+from engine.venue import InMemoryLedger, SimulatedVenue, VenueTiming
+
+R, M = VenueName.RAYDIUM, VenueName.METEORA
+
+
+def quote(venue: VenueName, amount_out: float, liquidity: float = 1e6, impact: float = 0.1, amount_in: float = 1.0) -> DexQuote:
+    return DexQuote(
+        venue=venue,
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=amount_in,
+        amount_out=amount_out,
+        price=amount_out / amount_in,
+        spot_price=amount_out / amount_in,
+        fee_bps=25.0,
+        price_impact_pct=impact,
+        liquidity=liquidity,
+        quoted_at=1_764_000_000_000.0,
+    )
+
+
+def outcomes_in(order: str, **by_venue: DexQuote | VenueError) -> dict[VenueName, DexQuote | VenueError]:
+    """A dict with the venues inserted in the given order ("rm" or "mr")."""
+    names = {"r": R, "m": M}
+    return {names[c]: by_venue[names[c].value] for c in order}
+
+
+# --------------------------------------------------------------------------- best output wins
+
+
+@pytest.mark.parametrize("order", ["rm", "mr"])
+@pytest.mark.parametrize(("winner", "loser"), [(R, M), (M, R)])
+def test_higher_net_output_wins_whichever_venue(order: str, winner: VenueName, loser: VenueName) -> None:
+    outcomes = outcomes_in(order, **{winner.value: quote(winner, 151.0, liquidity=1e3), loser.value: quote(loser, 150.0, liquidity=1e9)})
+    decision = choose_route(outcomes)
+    assert decision.venue is winner
+    assert decision.rejected == {}
+    assert {q.venue for q in decision.quotes} == {R, M}
+    assert winner.value in decision.reason and loser.value in decision.reason
+    assert decision.reason.startswith(f"{winner.value} gives 151 USDC vs {loser.value} 150")
+    assert "+0.667% net of fees" in decision.reason
+
+
+@pytest.mark.parametrize("order", ["rm", "mr"])
+@pytest.mark.parametrize(("deeper", "shallower"), [(R, M), (M, R)])
+def test_tie_in_amount_out_goes_to_the_deeper_pool(order: str, deeper: VenueName, shallower: VenueName) -> None:
+    outcomes = outcomes_in(
+        order, **{deeper.value: quote(deeper, 150.0, liquidity=2e6), shallower.value: quote(shallower, 150.0, liquidity=1e6)}
+    )
+    decision = choose_route(outcomes)
+    assert decision.venue is deeper
+    assert decision.reason.startswith("tie at 150 USDC")
+    assert f"{deeper.value} has deeper liquidity" in decision.reason
+    assert "2e+06 vs 1e+06" in decision.reason
+
+
+@pytest.mark.parametrize("order", ["rm", "mr"])
+def test_outputs_within_relative_1e_9_count_as_a_tie(order: str) -> None:
+    outcomes = outcomes_in(order, raydium=quote(R, 150.0 * (1 + 1e-12), liquidity=1e3), meteora=quote(M, 150.0, liquidity=1e6))
+    assert choose_route(outcomes).venue is M
+
+
+# --------------------------------------------------------------------------- venue errors
+
+
+@pytest.mark.parametrize(
+    "error_type",
+    [TransientVenueError, NoPoolError, InsufficientLiquidity],
+)
+@pytest.mark.parametrize(("failing", "working"), [(R, M), (M, R)])
+def test_one_venue_erroring_routes_to_the_other(error_type: type[VenueError], failing: VenueName, working: VenueName) -> None:
+    outcomes = {failing: error_type(failing.value, "boom at the venue"), working: quote(working, 100.0)}
+    decision = choose_route(outcomes)
+    assert decision.venue is working
+    assert decision.rejected == {failing.value: "boom at the venue"}
+    assert [q.venue for q in decision.quotes] == [working]
+    assert decision.reason.startswith(f"only {working.value} quoted (100 USDC)")
+    assert f"{failing.value}: boom at the venue" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("raydium_error", "meteora_error", "transient"),
+    [
+        (TransientVenueError, TransientVenueError, True),
+        (NoPoolError, NoPoolError, False),
+        (NoPoolError, TransientVenueError, True),
+        (InsufficientLiquidity, NoPoolError, True),
+        (InsufficientLiquidity, InsufficientLiquidity, True),
+    ],
+)
+def test_all_venues_erroring_is_no_route(raydium_error: type[VenueError], meteora_error: type[VenueError], transient: bool) -> None:
+    outcomes = {R: raydium_error("raydium", "r-reason"), M: meteora_error("meteora", "m-reason")}
+    with pytest.raises(NoRouteError) as info:
+        choose_route(outcomes)
+    assert info.value.transient is transient
+    assert "raydium: r-reason" in info.value.reason
+    assert "meteora: m-reason" in info.value.reason
+
+
+def test_no_outcomes_is_a_permanent_no_route() -> None:
+    with pytest.raises(NoRouteError, match="no venue answered") as info:
+        choose_route({})
+    assert info.value.transient is False
+
+
+# --------------------------------------------------------------------------- price impact
+
+
+@pytest.mark.parametrize(("high", "low"), [(R, M), (M, R)])
+def test_quote_above_the_impact_limit_is_rejected_even_if_it_pays_more(high: VenueName, low: VenueName) -> None:
+    outcomes = {high: quote(high, 500.0, impact=31.0), low: quote(low, 100.0, impact=1.0)}
+    decision = choose_route(outcomes, max_price_impact_pct=30.0)
+    assert decision.venue is low
+    assert decision.rejected == {high.value: "price impact 31.00% exceeds 30%"}
+
+
+def test_quote_exactly_at_the_impact_limit_is_accepted() -> None:
+    decision = choose_route({R: quote(R, 100.0, impact=30.0)}, max_price_impact_pct=30.0)
+    assert decision.venue is R
+    assert decision.rejected == {}
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(5.0, False), (10.0, True), (50.0, True)])
+def test_impact_limit_is_configurable(limit: float, accepted: bool) -> None:
+    outcomes = {R: quote(R, 100.0, impact=7.5)}
+    if accepted:
+        assert choose_route(outcomes, max_price_impact_pct=limit).venue is R
+    else:
+        with pytest.raises(NoRouteError, match=r"price impact 7\.50% exceeds") as info:
+            choose_route(outcomes, max_price_impact_pct=limit)
+        assert info.value.transient is True
+
+
+def test_all_quotes_above_the_limit_and_no_pool_elsewhere_is_transient() -> None:
+    outcomes = {R: quote(R, 100.0, impact=90.0), M: NoPoolError("meteora", "no pool")}
+    with pytest.raises(NoRouteError) as info:
+        choose_route(outcomes)
+    assert info.value.transient is True
+
+
+# --------------------------------------------------------------------------- real simulated venues
+
+
+def venue_pair(seed: int = 7) -> dict[VenueName, SimulatedVenue]:
+    clock = ManualClock()
+    ledger = InMemoryLedger()
+    timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0), fault_rate=0.0)
+    return {name: SimulatedVenue(name, clock, random.Random(1), ledger, timing=timing, seed=seed) for name in (R, M)}
+
+
+async def quotes_from(venues: dict[VenueName, SimulatedVenue], token_in: str, token_out: str, amount: float) -> dict[VenueName, DexQuote]:
+    return {name: await venue.quote(token_in, token_out, amount) for name, venue in venues.items()}
+
+
+@pytest.mark.parametrize(
+    ("token_in", "token_out", "amount"),
+    [("SOL", "USDC", 1.0), ("SOL", "USDC", 100.0), ("SOL", "USDC", 5_000.0), ("USDC", "SOL", 150.0), ("USDC", "SOL", 500_000.0)],
+)
+async def test_simulated_quotes_route_to_the_max_amount_out(token_in: str, token_out: str, amount: float) -> None:
+    quotes = await quotes_from(venue_pair(), token_in, token_out, amount)
+    decision = choose_route(quotes)
+    best = max(quotes.values(), key=lambda q: q.amount_out)
+    assert decision.venue is best.venue
+    other = next(q for q in quotes.values() if q is not best)
+    assert best.amount_out > other.amount_out
+    assert decision.reason.startswith(f"{best.venue.value} gives")
+
+
+@pytest.mark.parametrize(("token_in", "token_out"), [("SOL", "USDC"), ("USDC", "SOL")])
+async def test_simulated_quotes_net_of_the_pool_fee(token_in: str, token_out: str) -> None:
+    amount = 0.01 if token_in == "SOL" else 1.5
+    for q in (await quotes_from(venue_pair(), token_in, token_out, amount)).values():
+        assert q.fee_bps > 0
+        assert q.price == pytest.approx(q.amount_out / q.amount_in)
+        assert q.amount_out == pytest.approx(amount * q.spot_price * (1 - q.fee_bps / 10_000), rel=1e-5)
+        assert q.amount_out < amount * q.spot_price
+
+
+@pytest.mark.parametrize("venue", [R, M])
+@pytest.mark.parametrize(("token_in", "token_out", "small", "huge"), [("SOL", "USDC", 1.0, 20_000.0), ("USDC", "SOL", 150.0, 2_000_000.0)])
+async def test_large_orders_move_the_price(venue: VenueName, token_in: str, token_out: str, small: float, huge: float) -> None:
+    sim = venue_pair()[venue]
+    q_small = await sim.quote(token_in, token_out, small)
+    q_huge = await sim.quote(token_in, token_out, huge)
+    assert q_huge.price_impact_pct > q_small.price_impact_pct
+    assert q_huge.price < q_small.price
+    assert q_small.price_impact_pct < 0.01
+
+
+async def test_huge_order_past_the_impact_limit_routes_elsewhere_or_nowhere() -> None:
+    quotes: dict[VenueName, DexQuote | VenueError] = {}
+    for name, sim in venue_pair().items():
+        try:
+            quotes[name] = await sim.quote("SOL", "USDC", 50_000.0)
+        except VenueError as exc:
+            quotes[name] = exc
+    with pytest.raises(NoRouteError) as info:
+        choose_route(quotes)
+    assert info.value.transient is True
+    assert "price impact" in info.value.reason
+
+
+SHARED_PAIRS = sorted(
+    {(spec.base, spec.quote) for spec in CATALOGUE if len(venues_trading(spec.base, spec.quote)) == 2},
+)
+
+
+def test_shared_pairs_are_listed_in_the_same_orientation() -> None:
+    assert len(SHARED_PAIRS) >= 4
+    assert len({pair_key(*p) for p in SHARED_PAIRS}) == len(SHARED_PAIRS)
+
+
+@pytest.mark.parametrize("seed", [7, 1, 12345])
+@pytest.mark.parametrize(("base", "quote_token"), SHARED_PAIRS)
+async def test_the_two_venues_price_a_shared_pair_2_to_5_percent_apart(base: str, quote_token: str, seed: int) -> None:
+    quotes = await quotes_from(venue_pair(seed), base, quote_token, 1e-6)
+    raydium, meteora = quotes[R].spot_price, quotes[M].spot_price
+    gap = abs(meteora / raydium - 1.0)
+    assert 0.02 - 1e-9 <= gap <= 0.05 + 1e-9, f"{base}/{quote_token}: {raydium} vs {meteora}"
