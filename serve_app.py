@@ -122,6 +122,25 @@ async def _read_body(request: Request, limit: int) -> bytes | Rejection:
     return b"".join(chunks)
 
 
+async def _refuse(websocket: WebSocket) -> None:
+    await websocket.send_json({"type": "error", "message": "order not found"})
+    await websocket.close(code=4404)
+
+
+async def _answer_pings(websocket: WebSocket) -> None:
+    """Answer ``{"type":"ping"}`` with ``{"type":"pong"}``; return when the client goes away."""
+    while True:
+        try:
+            message = await websocket.receive_json()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        except ValueError:
+            await websocket.send_json({"type": "error", "message": "messages must be JSON"})
+            continue
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+
+
 @serve.deployment(graceful_shutdown_timeout_s=3, health_check_period_s=5)
 @serve.ingress(app)
 class Ingress:
@@ -292,25 +311,6 @@ class Ingress:
             reader.cancel()
 
 
-async def _refuse(websocket: WebSocket) -> None:
-    await websocket.send_json({"type": "error", "message": "order not found"})
-    await websocket.close(code=4404)
-
-
-async def _answer_pings(websocket: WebSocket) -> None:
-    """Answer ``{"type":"ping"}`` with ``{"type":"pong"}``; return when the client goes away."""
-    while True:
-        try:
-            message = await websocket.receive_json()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        except ValueError:
-            await websocket.send_json({"type": "error", "message": "messages must be JSON"})
-            continue
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
-
-
 def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any) -> Any:
     deployment: Any = Ingress
     return deployment.options(
@@ -354,6 +354,9 @@ def main() -> int:
             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_AUTH_MODE": "disabled"}},
             logging_level=logging.WARNING,
         )
+        # Ray's core worker installs its own SIGTERM handler (which aborts): take the signals back.
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
         if stop.is_set():
             return 0
         actors = start_actors(settings, deps.redis_url, deps.database_url)
@@ -383,4 +386,7 @@ async def _migrate(database_url: str, migrate: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run main() from the importable module, not __main__, so Ray pickles the deployment by reference.
+    import serve_app
+
+    sys.exit(serve_app.main())

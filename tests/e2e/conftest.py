@@ -1,0 +1,38 @@
+"""End-to-end tier: the engine started as a user starts it (``python serve_app.py``), driven over HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import TestStores
+from tests.engine_process import EngineProcess
+
+FAST = {
+    "OEE_QUOTE_LATENCY_MS": "20",
+    "OEE_SWAP_LATENCY_MS": "40-80",
+    "OEE_RETRY_BASE_DELAY_MS": "300",
+    "OEE_RATE_LIMIT_PER_MINUTE": "60000",
+    "OEE_RATE_LIMIT_BURST": "100",
+}
+
+
+@pytest.fixture(scope="package")
+def engine(stores: TestStores) -> Iterator[EngineProcess]:
+    proc = EngineProcess(stores, FAST)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        log_tail = proc.log_tail()
+        if os.environ.get("OEE_TEST_SHOW_ENGINE_LOG"):
+            print(log_tail)
+
+
+@pytest.fixture
+def unique() -> str:
+    return secrets.token_hex(4)

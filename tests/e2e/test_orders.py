@@ -1,0 +1,154 @@
+"""Orders through the running engine, over real HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+import websockets
+
+from tests.e2e.wsclient import follow, statuses
+from tests.engine_process import EngineProcess
+
+HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
+
+
+async def submit(client: httpx.AsyncClient, body: dict | None = None, **headers: str) -> str:
+    response = await client.post(
+        "/api/orders/execute", json=body or {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 3, "orderType": "MARKET"}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    payload = response.json()
+    assert payload["status"] == "pending" and payload["orderId"].startswith("order_")
+    return str(payload["orderId"])
+
+
+async def test_full_lifecycle_persists_and_leaves_the_active_set(engine: EngineProcess) -> None:
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        order_id = await submit(client)
+        messages, code = await follow(engine.ws_url, order_id)
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+    assert messages[0]["type"] == "connected" and messages[0]["orderId"] == order_id
+    assert statuses(messages) == HAPPY
+    assert code == 1000
+    building = next(m for m in messages if m.get("status") == "building")
+    decision = building["routingDecision"]
+    assert {q["venue"] for q in decision["quotes"]} == {"raydium", "meteora"}
+    assert decision["venue"] in ("raydium", "meteora") and decision["reason"]
+    best = max(decision["quotes"], key=lambda q: q["amountOut"])
+    assert decision["venue"] == best["venue"]
+    confirmed = messages[-1]
+    assert confirmed["txHash"] and confirmed["executionPrice"] > 0 and confirmed["executionAmount"] > 0
+    assert order["status"] == "confirmed" and order["txHash"] == confirmed["txHash"] and order["attempts"] == 1
+
+    conn = await asyncpg.connect(engine.stores.database_url)
+    try:
+        row = await conn.fetchrow("SELECT status, tx_hash FROM orders WHERE order_id = $1", order_id)
+        trail = [r["status"] for r in await conn.fetch("SELECT status FROM order_events WHERE order_id = $1 ORDER BY seq", order_id)]
+        swaps = await conn.fetch("SELECT tx_hash FROM venue_swaps WHERE order_id = $1", order_id)
+    finally:
+        await conn.close()
+    assert row["status"] == "confirmed" and row["tx_hash"] == confirmed["txHash"]
+    assert trail == HAPPY
+    assert [s["tx_hash"] for s in swaps] == [confirmed["txHash"]]
+    redis = aioredis.Redis.from_url(engine.stores.redis_url)
+    try:
+        assert not await redis.sismember(f"{engine.stores.redis_prefix}active", order_id)
+    finally:
+        await redis.aclose()
+
+
+async def test_many_clients_on_one_order_see_the_same_sequence_and_it_runs_once(engine: EngineProcess) -> None:
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        order_id = await submit(client)
+        results = await asyncio.gather(*(follow(engine.ws_url, order_id) for _ in range(6)))
+    sequences = [[(m["seq"], m["status"]) for m in msgs if m["type"] == "status"] for msgs, _ in results]
+    assert all(seq == sequences[0] for seq in sequences)
+    assert [s for _, s in sequences[0]] == HAPPY
+    assert all(code == 1000 for _, code in results)
+    conn = await asyncpg.connect(engine.stores.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = $1", order_id) == 1
+    finally:
+        await conn.close()
+
+
+async def test_late_join_replays_the_whole_history(engine: EngineProcess) -> None:
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        order_id = await submit(client)
+        first, _ = await follow(engine.ws_url, order_id)
+        late, code = await follow(engine.ws_url, order_id)  # after the terminal event
+    assert statuses(late) == HAPPY == statuses(first)
+    assert [m["seq"] for m in late if m["type"] == "status"] == [1, 2, 3, 4, 5]
+    assert code == 1000
+
+
+async def test_unfillable_order_retries_visibly_then_fails_and_is_persisted(engine: EngineProcess) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 5_000_000, "orderType": "MARKET"}
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        order_id = await submit(client, body)
+        messages, code = await follow(engine.ws_url, order_id)
+        order = (await client.get(f"/api/orders/{order_id}")).json()
+    routing = [m for m in messages if m.get("status") == "routing"]
+    assert [m["attempt"] for m in routing] == [1, 2, 3]
+    assert "error" not in routing[0] and routing[1]["error"] and routing[2]["error"]
+    assert statuses(messages)[-1] == "failed" and code == 1000
+    reason = messages[-1]["failureReason"]
+    assert "after 3 attempts" in reason
+    assert order["status"] == "failed" and order["failureReason"] == reason and order["attempts"] == 3 and order["failedAt"]
+
+
+async def test_ping_gets_pong_while_following(engine: EngineProcess) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 5_000_000, "orderType": "MARKET"}  # retries for ~1 s
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        order_id = await submit(client, body)
+    async with websockets.connect(f"{engine.ws_url}/api/orders/{order_id}/status") as ws:
+        assert json.loads(await ws.recv())["type"] == "connected"
+        await ws.send(json.dumps({"type": "ping"}))
+        seen = []
+        async with asyncio.timeout(10):
+            while True:
+                message = json.loads(await ws.recv())
+                seen.append(message["type"])
+                if message["type"] == "pong":
+                    break
+    assert "pong" in seen
+
+
+async def test_unknown_and_malformed_ids_are_refused_with_4404(engine: EngineProcess) -> None:
+    for order_id in ("order_1764000000000_deadbeef", "not-an-id", "x" * 2000):
+        messages, code = await follow(engine.ws_url, order_id)
+        assert messages == [{"type": "error", "message": "order not found"}]
+        assert code == 4404
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        response = await client.get("/api/orders/order_1764000000000_deadbeef")
+        assert response.status_code == 404 and response.json()["error"] == "Not found"
+
+
+async def test_health_docs_and_openapi(engine: EngineProcess) -> None:
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        health = await client.get("/health")
+        docs = await client.get("/docs")
+        spec = (await client.get("/openapi.json")).json()
+    assert health.status_code == 200
+    assert health.json()["checks"] == {"redis": "ok", "postgres": "ok", "ray": "ok"}
+    assert docs.status_code == 200
+    assert "/api/orders/execute" in spec["paths"] and "OrderRequest" in spec["components"]["schemas"]
+
+
+async def test_idempotency_key_returns_the_first_order(engine: EngineProcess, unique: str) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.5}
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        first = await submit(client, body, **{"Idempotency-Key": unique})
+        again = await client.post("/api/orders/execute", json=body, headers={"Idempotency-Key": unique})
+        other = await client.post("/api/orders/execute", json={**body, "amount": 2}, headers={"Idempotency-Key": unique})
+        concurrent = await asyncio.gather(
+            *(client.post("/api/orders/execute", json=body, headers={"Idempotency-Key": unique + "-c"}) for _ in range(8))
+        )
+    assert again.status_code == 202 and again.json()["orderId"] == first
+    assert other.status_code == 422
+    assert {r.status_code for r in concurrent} == {202}
+    assert len({r.json()["orderId"] for r in concurrent}) == 1
