@@ -48,7 +48,9 @@ async def test_bad_orders_get_a_clear_400(engine: EngineProcess, name: str, body
 
 async def test_one_detail_per_problem(engine: EngineProcess) -> None:
     async with httpx.AsyncClient(base_url=engine.url) as client:
-        response = await client.post("/api/orders/execute", json={"tokenIn": "", "tokenOut": "DOGE", "amount": -1, "orderType": "X", "extra": 1})
+        response = await client.post(
+            "/api/orders/execute", json={"tokenIn": "", "tokenOut": "DOGE", "amount": -1, "orderType": "X", "extra": 1}
+        )
     assert response.status_code == 400
     assert sorted(d["path"][0] for d in response.json()["details"]) == ["amount", "orderType", "tokenIn", "tokenOut"]
 
@@ -60,7 +62,13 @@ RAW = [
     ("1e400", b'{"tokenIn":"SOL","tokenOut":"USDC","amount":1e400}', "application/json", 400, "Validation failed"),
     ("empty body", b"", "application/json", 400, "Invalid JSON"),
     ("array body", b"[1,2]", "application/json", 400, "Validation failed"),
-    ("nul and emoji", '{"tokenIn":"SO\\u0000L","tokenOut":"\U0001f680\u202e","amount":1}'.encode(), "application/json", 400, "Validation failed"),
+    (
+        "nul and emoji",
+        '{"tokenIn":"SO\\u0000L","tokenOut":"\U0001f680\u202e","amount":1}'.encode(),
+        "application/json",
+        400,
+        "Validation failed",
+    ),
     ("form content type", b"tokenIn=SOL", "application/x-www-form-urlencoded", 415, "Unsupported media type"),
     ("over 16 KiB", b'{"tokenIn":"' + b"A" * 17_000 + b'"}', "application/json", 413, "Payload too large"),
 ]
