@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +29,7 @@ class StatusHub:
         self._keep_finished_s = keep_finished_s
         self._subscriber_ttl_s = subscriber_ttl_s
         self.published = 0
+        self.incarnation = uuid.uuid4().hex  # changes when the actor restarts: replicas then re-subscribe
 
     def _inbox(self, replica_id: str) -> list[dict[str, Any]]:
         self._last_seen[replica_id] = time.monotonic()
@@ -67,8 +69,9 @@ class StatusHub:
             if not subs:
                 del self._subscribers[order_id]
 
-    async def poll(self, replica_id: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-        """Wait until events are queued for this replica (or the timeout); return them all."""
+    async def poll(self, replica_id: str, timeout_s: float = 10.0) -> tuple[str, list[dict[str, Any]]]:
+        """Wait until events are queued for this replica (or the timeout); return this hub's
+        incarnation and the events."""
         inbox = self._inbox(replica_id)
         if not inbox:
             wakeup = self._wakeups[replica_id]
@@ -78,7 +81,7 @@ class StatusHub:
         batch = self._inboxes.get(replica_id, [])
         self._inboxes[replica_id] = []
         self._last_seen[replica_id] = time.monotonic()
-        return batch
+        return self.incarnation, batch
 
     def _expire(self) -> None:
         now = time.monotonic()

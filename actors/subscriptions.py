@@ -30,18 +30,33 @@ class ReplicaSubscriptions:
             self._task = asyncio.create_task(self._poll_loop())
 
     async def _poll_loop(self) -> None:
+        incarnation: str | None = None
         while True:
             try:
-                batch = await self.hub.poll.remote(self.replica_id, self._poll_timeout_s)
+                hub_id, batch = await self.hub.poll.remote(self.replica_id, self._poll_timeout_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # hub restarting: streams fall back to PostgreSQL meanwhile
                 log.warning("hub poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                 await asyncio.sleep(0.5)
                 continue
-            for event in batch:
-                for queue in tuple(self._local.get(event["orderId"], ())):
-                    queue.put_nowait(event)
+            if incarnation is not None and hub_id != incarnation:
+                await self._resubscribe()
+            incarnation = hub_id
+            self._dispatch(batch)
+
+    def _dispatch(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            for queue in tuple(self._local.get(event["orderId"], ())):
+                queue.put_nowait(event)
+
+    async def _resubscribe(self) -> None:
+        """The hub restarted with no memory of us: subscribe again to every order followed here."""
+        orders = list(self._local)
+        log.warning("status hub restarted; re-subscribing", extra={"orders": len(orders), "replica": self.replica_id})
+        for order_id in orders:
+            with contextlib.suppress(Exception):
+                self._dispatch(await self.hub.subscribe.remote(self.replica_id, order_id))
 
     async def open(self, order_id: str) -> tuple[asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
         """Start following ``order_id``: a queue of live events and the history the hub holds."""

@@ -6,6 +6,7 @@ lock so several processes starting at once do not race.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -297,10 +298,29 @@ class PostgresJournal:
 
 
 class PostgresLedger:
-    """The simulated chain: one row per swap a venue made. Survives any engine crash."""
+    """The simulated chain: one row per swap a venue made. Survives any engine crash.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    A chain does not go down with our database, so during a PostgreSQL outage the
+    ledger waits (up to ``outage_wait_s``) instead of failing the swap: the swap
+    lands late, as on a congested chain.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, outage_wait_s: float = 120.0) -> None:
         self.pool = pool
+        self.outage_wait_s = outage_wait_s
+
+    async def _patient(self, op: Callable[[], Awaitable[T]]) -> T:
+        deadline = asyncio.get_running_loop().time() + self.outage_wait_s
+        delay = 0.1
+        while True:
+            try:
+                return await _guard(op)
+            except StoreUnavailable:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.warning("ledger waiting for postgres", extra={"retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def record(self, swap: SwapResult) -> SwapResult:
         async def op() -> SwapResult:
@@ -326,7 +346,7 @@ class PostgresLedger:
             assert existing is not None
             return existing
 
-        return await _guard(op)
+        return await self._patient(op)
 
     async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
         async def op() -> asyncpg.Record | None:
@@ -338,7 +358,7 @@ class PostgresLedger:
                     order_id,
                 )
 
-        row = await _guard(op)
+        row = await self._patient(op)
         if row is None:
             return None
         return SwapResult(
