@@ -110,7 +110,9 @@ async def _read_body(request: Request, limit: int) -> bytes | Rejection:
     """Read at most ``limit`` bytes; refuse larger bodies without reading them into memory."""
     declared = request.headers.get("content-length")
     too_large = Rejection(413, "Payload too large", f"the body must be at most {limit} bytes")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not declared.isdigit():
+        return Rejection(400, "Bad request", "Content-Length must be a number of bytes")
+    if declared is not None and int(declared) > limit:
         return too_large
     chunks: list[bytes] = []
     size = 0
@@ -134,8 +136,8 @@ async def _answer_pings(websocket: WebSocket) -> None:
             message = await websocket.receive_json()
         except (WebSocketDisconnect, RuntimeError):
             return
-        except ValueError:
-            await websocket.send_json({"type": "error", "message": "messages must be JSON"})
+        except (ValueError, TypeError, KeyError):  # not JSON, or a binary frame
+            await websocket.send_json({"type": "error", "message": "messages must be JSON text"})
             continue
         if isinstance(message, dict) and message.get("type") == "ping":
             await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
@@ -159,7 +161,8 @@ class Ingress:
             return
         async with self._lock:
             if not self._started:
-                self.pool = await create_pool(self._database_url, min_size=2, max_size=20)
+                # min_size=0: no connection is made here, so a database that is down answers 503 per request
+                self.pool = await create_pool(self._database_url, min_size=0, max_size=20)
                 self.redis = redis_store.connect(self._redis_url)
                 self.journal = PostgresJournal(self.pool)
                 self.orders = RedisOrders(self.redis, self.settings.redis_prefix)
@@ -364,7 +367,8 @@ def main() -> int:
         serve.run(build_app(settings, deps.redis_url, deps.database_url, actors.hub), name="oee", route_prefix="/", blocking=False)
         log.info("engine ready", extra={"url": f"http://{settings.host}:{settings.port}", "embedded": deps.embedded})
         print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
-        stop.wait()
+        while not stop.wait(2.0):
+            _supervise(actors)
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
@@ -375,6 +379,17 @@ def main() -> int:
         deps.stop()
         log.info("engine stopped")
     return 0
+
+
+def _supervise(actors: Any) -> None:
+    """Restart the dispatcher's loops if its actor was restarted (Ray re-runs only its constructor)."""
+    import ray
+
+    try:
+        if ray.get(actors.dispatcher.ensure_started.remote(), timeout=10):
+            log.warning("dispatcher was restarted; its loops are running again")
+    except Exception as exc:  # the next round tries again
+        log.warning("dispatcher supervision failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 async def _migrate(database_url: str, migrate: Any) -> None:

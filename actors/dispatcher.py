@@ -50,8 +50,16 @@ class Dispatcher:
         self._pool: asyncpg.Pool | None = None
         self._redis: aioredis.Redis | None = None
         self._redispatched: dict[str, int] = {}
+        self._given_up: set[str] = set()
         self.peak_running = 0
         self.dispatched = 0
+
+    async def ensure_started(self) -> bool:
+        """Start if not running (after an actor restart); True if it had to."""
+        if self._pump is not None:
+            return False
+        await self.start()
+        return True
 
     async def start(self) -> int:
         """Connect, recover open orders from PostgreSQL into the queue, start pumping. Returns orders recovered."""
@@ -100,7 +108,8 @@ class Dispatcher:
                     queued = await self._orders.queued_ids()
                     stale = (time.time() - SWEEP_EVERY_S) * 1000
                     open_orders = [o for o in await self._journal.open_orders() if o.submitted_at < stale]
-                    lost = [o for o in open_orders if o.order_id not in self._running and o.order_id not in queued]
+                    skip = self._running | queued | self._given_up
+                    lost = [o for o in open_orders if o.order_id not in skip]
                     if lost:
                         await self._orders.requeue(lost)
                         for order in lost:
@@ -150,7 +159,10 @@ class Dispatcher:
             self._redispatched[order_id] = tries = self._redispatched.get(order_id, 0) + 1
             log.warning("executor lost the order", extra={"order_id": order_id, "error": type(lost).__name__, "redispatch": tries})
             if tries > MAX_REDISPATCH:
-                log.error("order keeps failing in executors; left open for the next start-up", extra={"order_id": order_id})
+                log.error("order keeps failing in executors; failing it", extra={"order_id": order_id, "error": repr(lost)})
+                self._given_up.add(order_id)
+                with contextlib.suppress(Exception):
+                    await self._executors[index].abandon.remote(order_id, f"internal error after {tries} executions: {lost}")
                 return
             with contextlib.suppress(StoreUnavailable):
                 loaded = await self._journal.load(order_id)

@@ -33,10 +33,8 @@ class StatusHub:
 
     def _inbox(self, replica_id: str) -> list[dict[str, Any]]:
         self._last_seen[replica_id] = time.monotonic()
-        if replica_id not in self._inboxes:
-            self._inboxes[replica_id] = []
-            self._wakeups[replica_id] = asyncio.Event()
-        return self._inboxes[replica_id]
+        self._wakeups.setdefault(replica_id, asyncio.Event())
+        return self._inboxes.setdefault(replica_id, [])
 
     async def publish(self, event: dict[str, Any]) -> None:
         order_id = event["orderId"]
@@ -78,6 +76,7 @@ class StatusHub:
             wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), timeout_s)
+            self._wakeups.setdefault(replica_id, wakeup)  # expired while waiting: keep it whole
         batch = self._inboxes.get(replica_id, [])
         self._inboxes[replica_id] = []
         self._last_seen[replica_id] = time.monotonic()

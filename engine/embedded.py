@@ -34,6 +34,16 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     return False
 
 
+def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if a Redis server (not just anything) listens there: it answers PING with +PONG."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,7 +114,7 @@ def resolve_dependencies(settings: Settings) -> Dependencies:
     try:
         if settings.redis_url:
             deps.redis_url = settings.redis_url
-        elif port_open("127.0.0.1", 6379):
+        elif redis_answers("127.0.0.1", 6379):
             deps.redis_url = LOCAL_REDIS_URL
         else:
             deps.redis_url = _start_redis(settings.data_dir / "redis", deps)

@@ -139,6 +139,20 @@ class OrderWorkflow:
                 )
                 await self.clock.sleep(delay)
 
+    async def fail(self, order_id: str, reason: str) -> Order | None:
+        """Move an open order straight to FAILED (used when it cannot be executed at all)."""
+        loaded = await self._load(order_id)
+        if loaded is None or is_terminal(loaded[0].status):
+            return loaded[0] if loaded else None
+        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
+        try:
+            found = await self._existing_swap(order_id)
+        except (VenueError, NoRouteError):
+            found = None
+        if found is not None:
+            return await self._adopt(run, found)
+        return await run.emit(S.FAILED, failure_reason=reason)
+
     async def _adopt(self, run: OrderRun, swap: SwapResult) -> Order:
         """Confirm the order with a swap found at a venue, walking the lifecycle's remaining steps."""
         log.info(
