@@ -7,6 +7,7 @@ SIGINT/SIGTERM.
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -21,26 +22,31 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.subscriptions import ReplicaSubscriptions
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
-from engine.adapters.redis_store import RedisOrders
+from engine.adapters.redis_store import Band, RedisOrders
 from engine.errors import StoreUnavailable
 from engine.ids import parse_order_id
 from engine.intake import Accepted, OrderIntake, Rejection, parse_order
+from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
+from engine.lifecycle import is_terminal
 from engine.logs import setup_logging
-from engine.models import OrderRequest, iso_ms
+from engine.models import Order, OrderRequest, OrderStatus, OrderType, VenueName, iso_ms
 from engine.settings import Settings, get_settings
+from engine.tokens import canonical_token
 
 log = logging.getLogger("serve_app")
 
 ROOT = Path(__file__).resolve().parent
-TERMINAL = frozenset({"confirmed", "failed"})
+TERMINAL = frozenset(s.value for s in LIFECYCLE_TERMINAL)
 IDEMPOTENCY_KEY_MAX = 255
+CANCEL_WAIT_S = 3.0
 
 
 class OrderAccepted(BaseModel):
@@ -53,6 +59,57 @@ class ErrorDetail(BaseModel):
     path: list[str | int]
     message: str
     code: str
+
+
+class SimPool(BaseModel):
+    """A pool to list (simulation admin). Tokens are symbols or base58 mints; reserves in human units."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    venue: VenueName
+    base: str = Field(min_length=1, max_length=64)
+    quote: str = Field(min_length=1, max_length=64)
+    reserve_base: float = Field(gt=0, le=1e15, allow_inf_nan=False)
+    reserve_quote: float = Field(gt=0, le=1e15, allow_inf_nan=False)
+
+    @field_validator("base", "quote")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        token = canonical_token(value)
+        if token is None:
+            raise ValueError("must be a listed symbol or a base58 mint address")
+        return token
+
+
+class SimPriceMove(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    venue: VenueName
+    base: str = Field(min_length=1, max_length=64)
+    quote: str = Field(min_length=1, max_length=64)
+    percent: float = Field(gt=-99, lt=1000, allow_inf_nan=False)
+
+    @field_validator("base", "quote")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        token = canonical_token(value)
+        if token is None:
+            raise ValueError("must be a listed symbol or a base58 mint address")
+        return token
+
+
+def encode_cursor(order: Order) -> str:
+    return base64.urlsafe_b64encode(f"{order.submitted_at!r}|{order.order_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> tuple[float, str] | None:
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        ms, _, order_id = text.partition("|")
+        value = float(ms)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if parse_order_id(order_id) is None or not (0 < value < 1e15):
+        return None
+    return value, order_id
 
 
 class ErrorBody(BaseModel):
@@ -146,13 +203,15 @@ async def _answer_pings(websocket: WebSocket) -> None:
 @serve.deployment(graceful_shutdown_timeout_s=3, health_check_period_s=5)
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, settings: Settings, redis_url: str, database_url: str, hub: Any) -> None:
+    def __init__(self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any] | None = None) -> None:
         setup_logging(settings.log_level)
         self.settings = settings
         self._redis_url = redis_url
         self._database_url = database_url
         self.subscriptions = ReplicaSubscriptions(hub)
         self.hub = hub
+        self.venues = venues or {}
+        self._sim_pairs: frozenset[tuple[str, str]] = frozenset()
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -190,7 +249,13 @@ class Ingress:
         body = await _read_body(request, self.settings.max_body_bytes)
         if isinstance(body, Rejection):
             return JSONResponse(body.body(), status_code=body.status)
-        parsed = parse_order(body)
+        now_ms = time.time() * 1000.0
+        parsed = parse_order(body, now_ms, self._sim_pairs)
+        if isinstance(parsed, Rejection) and parsed.error == "Unsupported pair" and self.settings.sim_admin:
+            await self._ready()
+            with contextlib.suppress(StoreUnavailable):
+                self._sim_pairs = await self.orders.sim_pairs()  # a pool listed at runtime, maybe by another replica
+            parsed = parse_order(body, now_ms, self._sim_pairs)
         if isinstance(parsed, Rejection):
             return JSONResponse(parsed.body(), status_code=parsed.status)
         await self._ready()
@@ -220,6 +285,109 @@ class Ingress:
         if order is None:
             return _error(404, "Not found", "order not found")
         return JSONResponse(order.to_public())
+
+    @app.delete(
+        "/api/orders/{order_id}",
+        responses={200: {"description": "Cancelled"}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        summary="Cancel an order that has not been submitted yet",
+    )
+    async def cancel_order(self, order_id: str) -> JSONResponse:
+        oid = parse_order_id(order_id)
+        if oid is None:
+            return _error(404, "Not found", "order not found")
+        await self._ready()
+        try:
+            flagged = await self.journal.request_cancel(oid)
+            if not flagged:
+                order = await self.journal.get(oid)
+                if order is None:
+                    return _error(404, "Not found", "order not found")
+                if is_terminal(order.status):
+                    return _error(409, "Conflict", f"order is already {order.status.value}")
+                return _error(409, "Conflict", "order was already submitted to a venue; it can no longer be cancelled")
+            await self.orders.enqueue(oid, Band.CONTROL, time.time() * 1000)
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            while time.monotonic() < deadline:
+                order = await self.journal.get(oid)
+                if order is not None and is_terminal(order.status):
+                    return JSONResponse(order.to_public())
+                await asyncio.sleep(0.05)
+        except StoreUnavailable as exc:
+            return _error(503, "Service unavailable", str(exc))
+        return JSONResponse({"orderId": oid, "status": "cancelling", "message": "cancellation requested"}, status_code=202)
+
+    @app.get("/api/orders", responses={400: {"model": ErrorBody}, 503: {"model": ErrorBody}}, summary="List orders, newest first")
+    async def list_orders(
+        self,
+        status: str | None = None,
+        orderType: str | None = None,
+        tokenIn: str | None = None,
+        tokenOut: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JSONResponse:
+        problems: list[dict[str, Any]] = []
+        if status is not None and status not in {s.value for s in OrderStatus}:
+            problems.append({"path": ["status"], "message": f"must be one of {', '.join(s.value for s in OrderStatus)}", "code": "enum"})
+        if orderType is not None and orderType not in {t.value for t in OrderType}:
+            problems.append({"path": ["orderType"], "message": "must be MARKET, LIMIT or SNIPER", "code": "enum"})
+        tokens = {}
+        for name, raw in (("tokenIn", tokenIn), ("tokenOut", tokenOut)):
+            if raw is not None:
+                tokens[name] = canonical_token(raw)
+                if tokens[name] is None:
+                    problems.append({"path": [name], "message": "must be a listed symbol or a mint address", "code": "unknown_token"})
+        if not 1 <= limit <= 200:
+            problems.append({"path": ["limit"], "message": "must be between 1 and 200", "code": "range"})
+        before = decode_cursor(cursor) if cursor else None
+        if cursor and before is None:
+            problems.append({"path": ["cursor"], "message": "not a cursor this API returned", "code": "invalid_cursor"})
+        if problems:
+            return _error(400, "Validation failed", "the query is not valid", problems)
+        await self._ready()
+        try:
+            orders = await self.journal.list_orders(
+                status=status,
+                order_type=orderType,
+                token_in=tokens.get("tokenIn"),
+                token_out=tokens.get("tokenOut"),
+                limit=limit,
+                before=before,
+            )
+        except StoreUnavailable as exc:
+            return _error(503, "Service unavailable", str(exc))
+        next_cursor = encode_cursor(orders[-1]) if len(orders) == limit else None
+        return JSONResponse({"orders": [o.to_public() for o in orders], "nextCursor": next_cursor})
+
+    @app.post("/api/sim/pools", status_code=201, summary="Simulation only: list a new pool on a venue (a token launch)")
+    async def sim_list_pool(self, body: SimPool) -> JSONResponse:
+        if not self.settings.sim_admin:
+            return _error(404, "Not found", "simulation admin routes are disabled (OEE_SIM_ADMIN=false)")
+        handle = self.venues.get(body.venue)
+        if handle is None:
+            return _error(400, "Validation failed", f"unknown venue {body.venue}")
+        await self._ready()
+        await handle.list_pool.remote(body.base, body.quote, body.reserve_base, body.reserve_quote)
+        try:
+            await self.orders.add_sim_pair(body.base, body.quote)
+        except StoreUnavailable as exc:
+            return _error(503, "Service unavailable", str(exc))
+        listed_at = time.time() * 1000
+        return JSONResponse({"venue": body.venue.value, "pair": f"{body.base}/{body.quote}", "listedAt": listed_at}, status_code=201)
+
+    @app.post("/api/sim/price", summary="Simulation only: move a pool's price by a percentage")
+    async def sim_move_price(self, body: SimPriceMove) -> JSONResponse:
+        if not self.settings.sim_admin:
+            return _error(404, "Not found", "simulation admin routes are disabled (OEE_SIM_ADMIN=false)")
+        handle = self.venues.get(body.venue)
+        if handle is None:
+            return _error(400, "Validation failed", f"unknown venue {body.venue}")
+        try:
+            spot = await handle.move_price.remote(body.base, body.quote, body.percent)
+        except Exception as exc:  # the venue has no such pool
+            cause = getattr(exc, "cause", None) or exc
+            return _error(400, "Validation failed", f"cannot move {body.base}/{body.quote} on {body.venue.value}: {cause}"[:300])
+        return JSONResponse({"venue": body.venue.value, "pair": f"{body.base}/{body.quote}", "spotPrice": spot})
 
     @app.get("/health", summary="Readiness of Redis, PostgreSQL and Ray")
     async def health(self) -> JSONResponse:
@@ -314,13 +482,13 @@ class Ingress:
             reader.cancel()
 
 
-def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any) -> Any:
+def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any] | None = None) -> Any:
     deployment: Any = Ingress
     return deployment.options(
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
-    ).bind(settings, redis_url, database_url, hub)
+    ).bind(settings, redis_url, database_url, hub, venues)
 
 
 def main() -> int:
@@ -364,7 +532,9 @@ def main() -> int:
             return 0
         actors = start_actors(settings, deps.redis_url, deps.database_url)
         serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(build_app(settings, deps.redis_url, deps.database_url, actors.hub), name="oee", route_prefix="/", blocking=False)
+        serve.run(
+            build_app(settings, deps.redis_url, deps.database_url, actors.hub, actors.venues), name="oee", route_prefix="/", blocking=False
+        )
         log.info("engine ready", extra={"url": f"http://{settings.host}:{settings.port}", "embedded": deps.embedded})
         print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
         while not stop.wait(2.0):
@@ -388,6 +558,8 @@ def _supervise(actors: Any) -> None:
     try:
         if ray.get(actors.dispatcher.ensure_started.remote(), timeout=10):
             log.warning("dispatcher was restarted; its loops are running again")
+        if ray.get(actors.watcher.ensure_started.remote(), timeout=10):
+            log.warning("price watcher was restarted; waiting orders reloaded from postgres")
     except Exception as exc:  # the next round tries again
         log.warning("dispatcher supervision failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 

@@ -10,6 +10,8 @@ import ray
 
 from actors.dispatcher import Dispatcher
 from actors.executor import OrderExecutor
+from actors.placement import pool_options, singleton_options
+from actors.price_watcher import PriceWatcher
 from actors.quoter import MeteoraQuoter, RaydiumQuoter
 from actors.rate_limiter import RateLimiter
 from actors.status_hub import StatusHub
@@ -34,41 +36,55 @@ class EngineActors:
     venues: dict[VenueName, Any]
     executors: list[Any]
     dispatcher: Any
+    watcher: Any
 
     def all(self) -> list[Any]:
-        return [self.dispatcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
+        return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
 
 
 def start_actors(settings: Settings, redis_url: str, database_url: str, *, recover: bool = True, suffix: str = "") -> EngineActors:
     """Create every actor, wait until they are up, start the dispatcher (which recovers open orders)."""
-    hub = _remote(StatusHub).options(name=f"status_hub{suffix}", **_LIGHT).remote()
+    hub = _remote(StatusHub).options(name=f"status_hub{suffix}", **_LIGHT, **singleton_options()).remote()
     limiter = (
         _remote(RateLimiter)
-        .options(name=f"rate_limiter{suffix}", **_LIGHT)
+        .options(name=f"rate_limiter{suffix}", **_LIGHT, **singleton_options())
         .remote(settings.rate_limit_per_minute, settings.rate_limit_burst)
     )
     venues = {
-        VenueName.RAYDIUM: _remote(RaydiumQuoter).options(name=f"raydium_quoter{suffix}", **_LIGHT).remote(settings, database_url),
-        VenueName.METEORA: _remote(MeteoraQuoter).options(name=f"meteora_quoter{suffix}", **_LIGHT).remote(settings, database_url),
+        VenueName.RAYDIUM: _remote(RaydiumQuoter)
+        .options(name=f"raydium_quoter{suffix}", **_LIGHT, **pool_options())
+        .remote(settings, database_url),
+        VenueName.METEORA: _remote(MeteoraQuoter)
+        .options(name=f"meteora_quoter{suffix}", **_LIGHT, **pool_options())
+        .remote(settings, database_url),
     }
+    watcher = (
+        _remote(PriceWatcher)
+        .options(name=f"price_watcher{suffix}", **_LIGHT, **singleton_options())
+        .remote(settings, redis_url, database_url, venues)
+    )
     executors = [
-        _remote(OrderExecutor).options(name=f"order_executor_{i}{suffix}", **_LIGHT).remote(settings, redis_url, database_url, hub, venues)
+        _remote(OrderExecutor)
+        .options(name=f"order_executor_{i}{suffix}", **_LIGHT, **pool_options())
+        .remote(settings, redis_url, database_url, hub, venues, watcher)
         for i in range(settings.executor_pool_size)
     ]
     ray.get([e.ready.remote() for e in executors] + [hub.stats.remote(), limiter.stats.remote()])
     dispatcher = (
-        _remote(Dispatcher).options(name=f"dispatcher{suffix}", **_LIGHT).remote(settings, redis_url, database_url, executors, limiter)
+        _remote(Dispatcher)
+        .options(name=f"dispatcher{suffix}", **_LIGHT, **singleton_options())
+        .remote(settings, redis_url, database_url, executors, limiter)
     )
     if recover:
-        ray.get(dispatcher.start.remote())
-    return EngineActors(hub, limiter, venues, executors, dispatcher)
+        ray.get([watcher.ensure_started.remote(), dispatcher.start.remote()])
+    return EngineActors(hub, limiter, venues, executors, dispatcher, watcher)
 
 
 def stop_actors(actors: EngineActors, drain_s: float = 0.0) -> None:
     """Stop dispatching (open orders stay recoverable in PostgreSQL), close pools, kill the actors."""
     with contextlib.suppress(Exception):
         ray.get(actors.dispatcher.stop.remote(drain_s), timeout=drain_s + 5)
-    closers = [a.close.remote() for a in [*actors.executors, *actors.venues.values()]]
+    closers = [a.close.remote() for a in [actors.watcher, *actors.executors, *actors.venues.values()]]
     with contextlib.suppress(Exception):
         ray.get(closers, timeout=5)
     for actor in actors.all():

@@ -24,12 +24,18 @@ from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.errors import StoreUnavailable
 from engine.logs import setup_logging
+from engine.models import Order, OrderStatus
 from engine.settings import Settings
 
 log = logging.getLogger("actors.dispatcher")
 
 MAX_REDISPATCH = 5
 SWEEP_EVERY_S = 5.0
+
+
+def _held_by_watcher(order: Order) -> bool:
+    """Waiting LIMIT/SNIPER orders live in the PriceWatcher, not in the queue."""
+    return order.status is OrderStatus.WAITING and order.triggered_at is None and not order.cancel_requested
 
 
 class Dispatcher:
@@ -109,7 +115,7 @@ class Dispatcher:
                     stale = (time.time() - SWEEP_EVERY_S) * 1000
                     open_orders = [o for o in await self._journal.open_orders() if o.submitted_at < stale]
                     skip = self._running | queued | self._given_up
-                    lost = [o for o in open_orders if o.order_id not in skip]
+                    lost = [o for o in open_orders if o.order_id not in skip and not _held_by_watcher(o)]
                     if lost:
                         await self._orders.requeue(lost)
                         for order in lost:
@@ -121,7 +127,7 @@ class Dispatcher:
         while True:
             await self._slots.acquire()
             try:
-                order_id = await self._orders.pop(1.0)
+                item = await self._orders.pop(1.0)
             except StoreUnavailable as exc:
                 self._slots.release()
                 log.warning("queue unavailable", extra={"error": str(exc)})
@@ -130,11 +136,13 @@ class Dispatcher:
             except Exception:
                 self._slots.release()
                 raise
-            if order_id is None or order_id in self._running:
+            if item is None or item[0] in self._running:
                 self._slots.release()
                 continue
+            order_id, band = item
             self._running.add(order_id)  # before any await, so a sweep cannot queue it twice
-            await self._limiter.acquire.remote()
+            if band.needs_token:
+                await self._limiter.acquire.remote()
             index = min(range(len(self._executors)), key=self._load.__getitem__)
             self.peak_running = max(self.peak_running, len(self._running))
             self.dispatched += 1

@@ -10,27 +10,30 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.venue_client import HubSink, VenueClient
+from actors.venue_client import HubSink, VenueClient, WatcherClient
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.clock import SystemClock
 from engine.execution import OrderWorkflow
 from engine.logs import setup_logging
-from engine.models import OrderStatus, VenueName
+from engine.models import VenueName
 from engine.settings import Settings
 
 log = logging.getLogger("actors.executor")
 
 
 class OrderExecutor:
-    def __init__(self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any]) -> None:
+    def __init__(
+        self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any], watcher: Any = None
+    ) -> None:
         setup_logging(settings.log_level)
         self._settings = settings
         self._redis_url = redis_url
         self._database_url = database_url
         self._hub = hub
         self._venue_handles = venues
+        self._watcher = watcher
         self._workflow: OrderWorkflow | None = None
         self._pool: asyncpg.Pool | None = None
         self._redis: aioredis.Redis | None = None
@@ -53,6 +56,7 @@ class OrderExecutor:
                         retry=self._settings.retry_policy(),
                         max_price_impact_pct=self._settings.max_price_impact_pct,
                         rng=random.Random(),
+                        watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                     )
         return self._workflow
 
@@ -84,6 +88,3 @@ class OrderExecutor:
             await self._pool.close()
         if self._redis is not None:
             await self._redis.aclose()
-
-
-TERMINAL_VALUES = {OrderStatus.CONFIRMED.value, OrderStatus.FAILED.value}

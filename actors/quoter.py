@@ -12,7 +12,7 @@ from engine.clock import SystemClock
 from engine.logs import setup_logging
 from engine.models import DexQuote, SwapResult, VenueName
 from engine.settings import Settings
-from engine.venue import SimulatedVenue
+from engine.venue import PoolView, SimulatedVenue
 
 
 class _QuoterBase:
@@ -45,8 +45,20 @@ class _QuoterBase:
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
         return await (await self._ready()).quote(token_in, token_out, amount)
 
-    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
-        return await (await self._ready()).swap(order_id, quote)
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        return await (await self._ready()).snapshot(token_in, token_out)
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
+        return await (await self._ready()).swap(order_id, quote, min_amount_out)
+
+    async def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
+        (await self._ready()).list_pool(base, quote, reserve_base, reserve_quote)
+
+    async def move_price(self, base: str, quote: str, percent: float) -> float:
+        return (await self._ready()).move_price(base, quote, percent)
+
+    async def stats(self) -> dict[str, int]:
+        return dict((await self._ready()).calls)
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         return await (await self._ready()).find_swap(order_id)

@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-TERMINAL = frozenset({"confirmed", "failed"})
+TERMINAL = frozenset({"confirmed", "failed", "cancelled", "expired"})  # engine.lifecycle.TERMINAL, as plain strings
 
 
 class StatusHub:

@@ -7,7 +7,8 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from engine.errors import TransientVenueError, VenueError
-from engine.models import DexQuote, OrderEvent, SwapResult, VenueName
+from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
+from engine.venue import PoolView
 
 
 class VenueClient:
@@ -32,13 +33,30 @@ class VenueClient:
         result: DexQuote = await self._call(self.handle.quote.remote(token_in, token_out, amount))
         return result
 
-    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
-        result: SwapResult = await self._call(self.handle.swap.remote(order_id, quote))
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        result: PoolView | None = await self._call(self.handle.snapshot.remote(token_in, token_out))
+        return result
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
+        result: SwapResult = await self._call(self.handle.swap.remote(order_id, quote, min_amount_out))
         return result
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         result: SwapResult | None = await self._call(self.handle.find_swap.remote(order_id))
         return result
+
+
+class WatcherClient:
+    """The PriceWatcher actor seen as an :class:`engine.ports.Watcher`."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def watch(self, order: Order) -> None:
+        await self.handle.watch.remote(order)
+
+    async def unwatch(self, order_id: str) -> None:
+        await self.handle.unwatch.remote(order_id)
 
 
 class HubSink:

@@ -46,6 +46,10 @@ class TransientVenueError(VenueError):
     transient = True
 
 
+class SlippageExceeded(VenueError):
+    """The swap would give less than the order's minimum output; nothing was swapped."""
+
+
 class NoPoolError(VenueError):
     """The venue has no pool for the pair."""
 

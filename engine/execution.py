@@ -9,6 +9,7 @@ publishes it (live), updates the hot copy, then persists it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Mapping
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import NoRouteError, StoreUnavailable, VenueError
+from engine.errors import NoRouteError, SlippageExceeded, StoreUnavailable, VenueError
 from engine.lifecycle import check_transition, is_terminal
-from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
-from engine.ports import ActiveOrders, EventSink, OrderJournal
+from engine.models import TRIGGERED_TYPES, DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+from engine.ports import ActiveOrders, EventSink, OrderJournal, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
-from engine.venue import Venue
+from engine.split import Output
+from engine.venue import PoolView, Venue
 
 log = logging.getLogger("engine.execution")
 
@@ -90,9 +92,15 @@ class OrderWorkflow:
     store_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_delay_s=0.2, max_delay_s=5.0))
     max_price_impact_pct: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
+    watcher: Watcher | None = None
+    split_routing: bool = True
 
     async def run(self, order_id: str) -> Order | None:
-        """Drive the order to a terminal state. Safe to call again for the same order (resume)."""
+        """Move the order as far as it can go now. Safe to call again for the same order (resume).
+
+        A cancelled or expired order is closed; a LIMIT/SNIPER order not yet triggered is
+        handed to the watcher (``waiting``); anything else runs the market path.
+        """
         loaded = await self._load(order_id)
         if loaded is None:
             log.error("order to execute not found", extra={"order_id": order_id})
@@ -101,33 +109,96 @@ class OrderWorkflow:
         if is_terminal(order.status):
             return order
         run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry)
-        resumed = order.status is not S.PENDING
-        if resumed:
-            log.info("resuming order", extra={"order_id": order_id, "status": order.status.value, "attempts": order.attempts})
-        attempt = order.attempts
+        if order.cancel_requested:
+            return await self._close(run, S.CANCELLED, "cancelled by the client")
+        if order.status in (S.PENDING, S.WAITING) and order.expires_at is not None and self.clock.epoch_ms() >= order.expires_at:
+            return await self._close(run, S.EXPIRED, "expired before its condition was met")
+        if order.order_type in TRIGGERED_TYPES and order.triggered_at is None and order.status in (S.PENDING, S.WAITING):
+            return await self._wait(run, _waiting_reason(order))
+        return await self._execute(run)
+
+    async def fail(self, order_id: str, reason: str) -> Order | None:
+        """Move an open order straight to FAILED (used when it cannot be executed at all)."""
+        loaded = await self._load(order_id)
+        if loaded is None or is_terminal(loaded[0].status):
+            return loaded[0] if loaded else None
+        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
+        try:
+            found = await self._existing_swaps(order_id)
+        except (VenueError, NoRouteError):
+            found = {}
+        if found:
+            return await self._adopt(run, found)
+        return await run.emit(S.FAILED, failure_reason=reason)
+
+    async def _close(self, run: OrderRun, status: OrderStatus, reason: str) -> Order:
+        order = await run.emit(status, reason=reason)
+        if self.watcher is not None:
+            try:
+                await self.watcher.unwatch(order.order_id)
+            except Exception:  # the watcher drops terminal orders on its own when they trigger
+                log.warning("unwatch failed", extra={"order_id": order.order_id})
+        return order
+
+    async def _wait(self, run: OrderRun, reason: str) -> Order:
+        if run.order.status is not S.WAITING:
+            await run.emit(S.WAITING, reason=reason)
+        if self.watcher is None:
+            raise RuntimeError("a LIMIT/SNIPER order needs a watcher")
+        await self.watcher.watch(run.order)
+        return run.order
+
+    async def _execute(self, run: OrderRun) -> Order:
+        order_id = run.order.order_id
+        look_first = run.order.status not in (S.PENDING, S.WAITING)  # resumed mid-way: a swap may exist
+        if look_first:
+            log.info("resuming order", extra={"order_id": order_id, "status": run.order.status.value, "attempts": run.order.attempts})
+        attempt = run.order.attempts
         failures = 0
         last_error: str | None = None
+        first_minimum: float | None = None  # after a slippage miss, the re-quote must still meet the first quote's minimum
         while True:
             try:
-                if resumed or failures:
+                if look_first:
                     # A swap may have landed already (crash mid-swap, lost confirmation): look before acting.
-                    found = await self._existing_swap(order_id)
-                    if found is not None:
+                    found = await self._existing_swaps(order_id)
+                    if found:
                         return await self._adopt(run, found)
+                    if await self.journal.cancel_requested(order_id):
+                        return await self._close(run, S.CANCELLED, "cancelled by the client")
                 attempt += 1
                 await run.emit(S.ROUTING, attempt=attempt, error=last_error)
-                decision = await self._route(run.order)
+                decision = await self._route(run.order, first_minimum)
+                floor = _floor(run.order)
+                if first_minimum is None and decision.amount_out < floor:
+                    # Triggered, but the price moved away before routing: wait again.
+                    await self.journal.set_triggered(order_id, None)
+                    run.order = run.order.model_copy(update={"triggered_at": None})
+                    return await self._wait(run, "price moved away from the limit before execution; waiting again")
+                if first_minimum is not None and decision.amount_out < first_minimum:
+                    return await run.emit(
+                        S.FAILED,
+                        routing_decision=decision,
+                        failure_reason=(
+                            f"slippage exceeded: re-quote gives {decision.amount_out:.6g} {run.order.token_out}, "
+                            f"below the minimum {first_minimum:.6g}"
+                        ),
+                    )
                 await run.emit(S.BUILDING, routing_decision=decision)
-                quote = next(q for q in decision.quotes if q.venue is decision.venue)
+                if not await self.journal.claim_submit(order_id):
+                    return await self._close(run, S.CANCELLED, "cancelled by the client")
                 await run.emit(S.SUBMITTED)
-                swap = await self.venues[decision.venue].swap(order_id, quote)
-                return await run.emit(
-                    S.CONFIRMED,
-                    tx_hash=swap.tx_hash,
-                    execution_price=swap.execution_price,
-                    execution_amount=swap.amount_out,
-                )
+                swaps = await self._swap_legs(order_id, decision)
+                return await self._confirm(run, swaps)
+            except SlippageExceeded as exc:
+                look_first = True  # another leg may have landed
+                if first_minimum is not None:
+                    return await run.emit(S.FAILED, failure_reason=str(exc))
+                decision_now = run.order.routing_decision
+                first_minimum = decision_now.min_amount_out if decision_now else 0.0
+                last_error = f"{exc}; re-quoting once"
             except (VenueError, NoRouteError) as exc:
+                look_first = True
                 failures += 1
                 last_error = str(exc)
                 if not exc.transient or not self.retry.should_retry(failures):
@@ -139,33 +210,51 @@ class OrderWorkflow:
                 )
                 await self.clock.sleep(delay)
 
-    async def fail(self, order_id: str, reason: str) -> Order | None:
-        """Move an open order straight to FAILED (used when it cannot be executed at all)."""
-        loaded = await self._load(order_id)
-        if loaded is None or is_terminal(loaded[0].status):
-            return loaded[0] if loaded else None
-        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
-        try:
-            found = await self._existing_swap(order_id)
-        except (VenueError, NoRouteError):
-            found = None
-        if found is not None:
-            return await self._adopt(run, found)
-        return await run.emit(S.FAILED, failure_reason=reason)
+    async def _swap_legs(self, order_id: str, decision: RoutingDecision) -> list[SwapResult]:
+        """Swap every leg at once; each leg keeps its share of the order's minimum output."""
+        quotes = {q.venue: q for q in decision.quotes}
+        ratio = decision.min_amount_out / decision.amount_out if decision.amount_out > 0 else 0.0
+        calls = []
+        for leg in decision.legs:
+            leg_quote = quotes[leg.venue].model_copy(update={"amount_in": leg.amount_in, "amount_out": leg.amount_out})
+            calls.append(self.venues[leg.venue].swap(order_id, leg_quote, leg.amount_out * ratio))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]  # landed legs are in the venues' ledgers; the retry adopts them
+        return [r for r in results if isinstance(r, SwapResult)]
 
-    async def _adopt(self, run: OrderRun, swap: SwapResult) -> Order:
-        """Confirm the order with a swap found at a venue, walking the lifecycle's remaining steps."""
-        log.info(
-            "adopting swap found at venue",
-            extra={"order_id": swap.order_id, "venue": swap.venue.value, "tx_hash": swap.tx_hash, "found_status": run.order.status.value},
+    async def _confirm(self, run: OrderRun, swaps: list[SwapResult]) -> Order:
+        swaps = sorted(swaps, key=lambda s: -s.amount_in)
+        amount_in = sum(s.amount_in for s in swaps)
+        amount_out = sum(s.amount_out for s in swaps)
+        return await run.emit(
+            S.CONFIRMED,
+            tx_hash=swaps[0].tx_hash,
+            tx_hashes=[s.tx_hash for s in swaps],
+            execution_price=amount_out / amount_in,
+            execution_amount=amount_out,
         )
-        if run.order.status is S.PENDING:
+
+    async def _adopt(self, run: OrderRun, found: dict[VenueName, SwapResult]) -> Order:
+        """Confirm with swaps found at the venues, swapping any leg of the decision still missing."""
+        log.info(
+            "adopting swaps found at venues",
+            extra={"order_id": run.order.order_id, "venues": sorted(found), "found_status": run.order.status.value},
+        )
+        if run.order.status in (S.PENDING, S.WAITING):
             await run.emit(S.ROUTING, attempt=run.order.attempts + 1)
         if run.order.status is S.ROUTING:
             await run.emit(S.BUILDING)
         if run.order.status is S.BUILDING:
             await run.emit(S.SUBMITTED)
-        return await run.emit(S.CONFIRMED, tx_hash=swap.tx_hash, execution_price=swap.execution_price, execution_amount=swap.amount_out)
+        decision = run.order.routing_decision
+        missing = [leg for leg in (decision.legs if decision else []) if leg.venue not in found]
+        swaps = list(found.values())
+        if decision is not None and missing:
+            rest = decision.model_copy(update={"legs": missing})
+            swaps += await self._swap_legs(run.order.order_id, rest)
+        return await self._confirm(run, swaps)
 
     async def _load(self, order_id: str) -> tuple[Order, int] | None:
         attempt = 0
@@ -176,22 +265,48 @@ class OrderWorkflow:
             except StoreUnavailable:
                 await self.clock.sleep(self.store_retry.delay_after(min(attempt, 6)))
 
-    async def _route(self, order: Order) -> RoutingDecision:
-        """Ask every venue at once; the wall time is that of the slowest single quote."""
+    async def _route(self, order: Order, first_minimum: float | None) -> RoutingDecision:
+        """Ask every venue at once (quotes, and pool states for splitting); wall time is one quote's."""
         names = list(self.venues)
-        results = await asyncio.gather(
-            *(self.venues[name].quote(order.token_in, order.token_out, order.amount) for name in names),
-            return_exceptions=True,
-        )
+        quote_calls = [self.venues[name].quote(order.token_in, order.token_out, order.amount) for name in names]
+        view_calls = [self.venues[name].snapshot(order.token_in, order.token_out) for name in names] if self.split_routing else []
+        results = await asyncio.gather(*quote_calls, *view_calls, return_exceptions=True)
         outcomes: dict[VenueName, DexQuote | VenueError] = {}
-        for name, result in zip(names, results, strict=True):
+        for name, result in zip(names, results[: len(names)], strict=True):
             if isinstance(result, VenueError | DexQuote):
                 outcomes[name] = result
             elif isinstance(result, BaseException):
                 raise result
-        return choose_route(outcomes, self.max_price_impact_pct)
+        curves: dict[VenueName, Output] = {}
+        for name, view in zip(names, results[len(names) :], strict=False):
+            if isinstance(view, PoolView):
+                curves[name] = functools.partial(view.output, order.token_in)
+        return choose_route(
+            outcomes,
+            self.max_price_impact_pct,
+            curves=curves or None,
+            slippage_bps=order.slippage_bps,
+            min_out_floor=max(_floor(order), first_minimum or 0.0),
+        )
 
-    async def _existing_swap(self, order_id: str) -> SwapResult | None:
+    async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:
         """Before (re)submitting, ask every venue whether this order already swapped there."""
-        found = await asyncio.gather(*(venue.find_swap(order_id) for venue in self.venues.values()))
-        return next((swap for swap in found if swap is not None), None)
+        names = list(self.venues)
+        found = await asyncio.gather(*(self.venues[name].find_swap(order_id) for name in names))
+        return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}
+
+
+def _floor(order: Order) -> float:
+    """The least output the order accepts regardless of slippage: its limit, or its sniper price cap."""
+    if order.order_type is OrderType.LIMIT and order.limit_price is not None:
+        return order.limit_price * order.amount
+    if order.order_type is OrderType.SNIPER and order.max_price is not None:
+        return order.amount / order.max_price
+    return 0.0
+
+
+def _waiting_reason(order: Order) -> str:
+    if order.order_type is OrderType.LIMIT:
+        return f"waiting for {order.token_out}/{order.token_in} net price >= {order.limit_price:g}"
+    cap = f" at <= {order.max_price:g} {order.token_in} each" if order.max_price else ""
+    return f"waiting for a pool to buy {order.token_out}{cap}"

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.ids import new_order_id
 from engine.market import venues_trading
-from engine.models import SUPPORTED_ORDER_TYPES, Order, OrderEvent, OrderRequest, OrderStatus
+from engine.models import SUPPORTED_ORDER_TYPES, Order, OrderEvent, OrderRequest, OrderStatus, OrderType
 
 log = logging.getLogger("engine.intake")
 
@@ -43,15 +43,25 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_PATH_OF_CODE = {"limit_price_required": ["limitPrice"]}
+"""Model-level checks that are about one field: report them at that field."""
+
+
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"path": [p for p in err["loc"] if p != "__root__"], "message": err["msg"], "code": err["type"]}
+        {"path": _PATH_OF_CODE.get(err["type"], [p for p in err["loc"] if p != "__root__"]), "message": err["msg"], "code": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
 
 
-def parse_order(body: bytes) -> OrderRequest | Rejection:
-    """Validate a request body into an :class:`OrderRequest`, or say exactly what is wrong."""
+def parse_order(
+    body: bytes, now_ms: float | None = None, extra_pairs: frozenset[tuple[str, str]] = frozenset()
+) -> OrderRequest | Rejection:
+    """Validate a request body into an :class:`OrderRequest`, or say exactly what is wrong.
+
+    ``extra_pairs`` are pairs listed at runtime (simulation admin); a SNIPER order may name
+    a pair no venue trades yet (it waits for the listing).
+    """
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -69,9 +79,13 @@ def parse_order(body: bytes) -> OrderRequest | Rejection:
         details = _validation_details(exc)
         return Rejection(400, "Validation failed", f"{len(details)} problem(s) in the order", details)
     if request.order_type not in SUPPORTED_ORDER_TYPES:
-        message = f"{request.order_type.value} orders are not supported yet; only MARKET orders are executed"
+        message = f"{request.order_type.value} orders are not supported"
         return Rejection(400, "Validation failed", message, [{"path": ["orderType"], "message": message, "code": "not_supported"}])
-    if not venues_trading(request.token_in, request.token_out):
+    if now_ms is not None and request.expires_at is not None and request.expires_at <= now_ms:
+        message = "expiresAt must be in the future (epoch milliseconds)"
+        return Rejection(400, "Validation failed", message, [{"path": ["expiresAt"], "message": message, "code": "in_the_past"}])
+    listed = venues_trading(request.token_in, request.token_out) or (request.token_in, request.token_out) in extra_pairs
+    if not listed and request.order_type is not OrderType.SNIPER:
         message = f"no venue trades the pair {request.token_in}/{request.token_out}"
         return Rejection(400, "Unsupported pair", message, [{"path": ["tokenIn"], "message": message, "code": "unsupported_pair"}])
     return request
@@ -93,6 +107,10 @@ def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
         order_type=request.order_type,
         status=OrderStatus.PENDING,
         submitted_at=now_ms,
+        slippage_bps=request.slippage_bps,
+        limit_price=request.limit_price if request.order_type is OrderType.LIMIT else None,
+        max_price=request.max_price if request.order_type is OrderType.SNIPER else None,
+        expires_at=float(request.expires_at) if request.expires_at is not None else None,
     )
     return order, OrderEvent(order_id=order_id, seq=1, status=OrderStatus.PENDING, at=now_ms)
 

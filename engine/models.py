@@ -22,11 +22,14 @@ MAX_AMOUNT = 1e12
 
 class OrderStatus(StrEnum):
     PENDING = "pending"
+    WAITING = "waiting"
     ROUTING = "routing"
     BUILDING = "building"
     SUBMITTED = "submitted"
     CONFIRMED = "confirmed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 class OrderType(StrEnum):
@@ -35,7 +38,9 @@ class OrderType(StrEnum):
     SNIPER = "SNIPER"
 
 
-SUPPORTED_ORDER_TYPES = frozenset({OrderType.MARKET})
+SUPPORTED_ORDER_TYPES = frozenset(OrderType)
+TRIGGERED_TYPES = frozenset({OrderType.LIMIT, OrderType.SNIPER})
+"""Order types that wait for a condition before they run the market path."""
 
 
 class VenueName(StrEnum):
@@ -63,7 +68,15 @@ class OrderRequest(BaseModel):
     token_in: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
     token_out: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
     amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount of tokenIn")
-    order_type: OrderType = Field(default=OrderType.MARKET, description="MARKET; LIMIT and SNIPER are not supported yet")
+    order_type: OrderType = Field(default=OrderType.MARKET, description="MARKET now; LIMIT at limitPrice; SNIPER on listing")
+    slippage_bps: int = Field(default=50, strict=True, ge=0, le=5000, description="Tolerated slippage from the quote, in basis points")
+    limit_price: float | None = Field(
+        default=None, strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="LIMIT: minimum tokenOut per tokenIn, net of fees"
+    )
+    max_price: float | None = Field(
+        default=None, strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="SNIPER: maximum tokenIn paid per tokenOut"
+    )
+    expires_at: int | None = Field(default=None, strict=True, gt=0, lt=10**15, description="Epoch ms; default good till cancelled")
 
     @field_validator("token_in", "token_out")
     @classmethod
@@ -80,6 +93,8 @@ class OrderRequest(BaseModel):
     def _distinct_tokens(self) -> OrderRequest:
         if self.token_in == self.token_out:
             raise PydanticCustomError("same_token", "tokenIn and tokenOut must differ")
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise PydanticCustomError("limit_price_required", "LIMIT orders need limitPrice (minimum tokenOut per tokenIn)")
         return self
 
 
@@ -99,11 +114,24 @@ class DexQuote(CamelModel):
     quoted_at: float = Field(description="Epoch ms")
 
 
-class RoutingDecision(CamelModel):
+class RouteLeg(CamelModel):
+    """One venue's share of an order (a single-venue route has one leg of 100%)."""
+
     venue: VenueName
+    amount_in: float
+    amount_out: float
+    percent: float
+
+
+class RoutingDecision(CamelModel):
+    venue: VenueName = Field(description="The venue of the largest leg")
     reason: str
     quotes: list[DexQuote]
     rejected: dict[str, str] = Field(default_factory=dict, description="Venue -> why it gave no usable quote")
+    legs: list[RouteLeg] = Field(default_factory=list)
+    amount_out: float = 0.0
+    price_impact_pct: float = 0.0
+    min_amount_out: float = Field(default=0.0, description="The least the swap may give: after slippage, and the limit if any")
 
 
 class SwapResult(CamelModel):
@@ -130,6 +158,8 @@ class OrderEvent(CamelModel):
     execution_amount: float | None = None
     failure_reason: str | None = None
     error: str | None = Field(default=None, description="Why the previous attempt failed (on a retry)")
+    tx_hashes: list[str] | None = None
+    reason: str | None = Field(default=None, description="Why the order waits, was cancelled or expired")
 
     def to_message(self) -> dict[str, Any]:
         body = self.to_json_dict()
@@ -153,8 +183,17 @@ class Order(CamelModel):
     attempts: int = 0
     routing_decision: RoutingDecision | None = None
     tx_hash: str | None = None
+    tx_hashes: list[str] | None = None
     execution_price: float | None = None
     execution_amount: float | None = None
+    slippage_bps: int = 50
+    limit_price: float | None = None
+    max_price: float | None = None
+    expires_at: float | None = None
+    cancelled_at: float | None = None
+    expired_at: float | None = None
+    cancel_requested: bool = Field(default=False, exclude=True)
+    triggered_at: float | None = Field(default=None, exclude=True)
 
     def apply(self, event: OrderEvent) -> Order:
         """The order after ``event`` (a pure fold: the lifecycle check is the caller's)."""
@@ -167,16 +206,21 @@ class Order(CamelModel):
             changes.update(
                 executed_at=event.at,
                 tx_hash=event.tx_hash,
+                tx_hashes=event.tx_hashes,
                 execution_price=event.execution_price,
                 execution_amount=event.execution_amount,
             )
         if event.status is OrderStatus.FAILED:
-            changes.update(failed_at=event.at, failure_reason=event.failure_reason)
+            changes.update(failed_at=event.at, failure_reason=event.failure_reason, tx_hashes=event.tx_hashes or self.tx_hashes)
+        if event.status is OrderStatus.CANCELLED:
+            changes.update(cancelled_at=event.at)
+        if event.status is OrderStatus.EXPIRED:
+            changes.update(expired_at=event.at)
         return self.model_copy(update=changes)
 
     def to_public(self) -> dict[str, Any]:
         body = self.to_json_dict()
-        for key in ("submittedAt", "executedAt", "failedAt"):
+        for key in ("submittedAt", "executedAt", "failedAt", "cancelledAt", "expiredAt", "expiresAt"):
             if key in body:
                 body[key] = iso_ms(body[key])
         return body

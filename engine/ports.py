@@ -20,6 +20,14 @@ class OrderJournal(Protocol):
     async def record(self, order: Order, event: OrderEvent) -> None:
         """Append ``event`` and store ``order`` (its state after the event). Idempotent per (order, seq)."""
 
+    async def claim_submit(self, order_id: str) -> bool:
+        """Atomically mark the order as about to be submitted, unless a cancel was requested first."""
+
+    async def cancel_requested(self, order_id: str) -> bool: ...
+
+    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
+        """Mark a waiting order as triggered (or re-armed, with None)."""
+
 
 class ActiveOrders(Protocol):
     """The hot copy of orders in flight (Redis)."""
@@ -28,6 +36,14 @@ class ActiveOrders(Protocol):
 
     async def finish(self, order: Order) -> None:
         """Store the terminal state and drop the order from the active set."""
+
+
+class Watcher(Protocol):
+    """Holds waiting LIMIT/SNIPER orders until their condition holds (the PriceWatcher)."""
+
+    async def watch(self, order: Order) -> None: ...
+
+    async def unwatch(self, order_id: str) -> None: ...
 
 
 class EventSink(Protocol):

@@ -6,22 +6,37 @@ import math
 from collections.abc import Mapping
 
 from engine.errors import NoPoolError, NoRouteError, VenueError
-from engine.models import DexQuote, RoutingDecision, VenueName
+from engine.models import DexQuote, RouteLeg, RoutingDecision, VenueName
+from engine.split import Output, Split, best_split
 
 
 def _fmt(amount: float) -> str:
     return f"{amount:,.6g}"
 
 
+MIN_LEG_SHARE = 0.01
+"""A split whose smaller leg is under 1% of the order is not worth a second transaction."""
+SPLIT_MIN_GAIN = 1e-6
+"""A split must beat the best single venue by more than this (relative) to be used."""
+
+
 def choose_route(
     outcomes: Mapping[VenueName, DexQuote | VenueError],
     max_price_impact_pct: float = 30.0,
+    *,
+    curves: Mapping[VenueName, Output] | None = None,
+    slippage_bps: int = 50,
+    min_out_floor: float = 0.0,
 ) -> RoutingDecision:
     """Pick the quote with the higher net output; on a tie, the deeper pool.
 
-    Quotes whose price impact exceeds ``max_price_impact_pct`` are rejected: filling
-    them would hand most of the order to the pool. Raises :class:`NoRouteError` when
-    nothing usable is left; it is transient unless every venue lacks a pool.
+    With ``curves`` (each venue's output as a function of input, from its pool state),
+    the order is split across the two best venues when that gives more than either
+    alone. Quotes whose price impact exceeds ``max_price_impact_pct`` are rejected:
+    filling them would hand most of the order to the pool. Raises :class:`NoRouteError`
+    when nothing usable is left; it is transient unless every venue lacks a pool.
+    The decision carries ``min_amount_out``: the quote less ``slippage_bps``, and at
+    least ``min_out_floor`` (a LIMIT order's limit).
     """
     quotes: list[DexQuote] = []
     rejected: dict[str, str] = {}
@@ -48,6 +63,14 @@ def choose_route(
             best = candidate
 
     others = [q for q in quotes if q is not best]
+    slip = 1.0 - slippage_bps / 10_000
+    if others and curves is not None and best.venue in curves:
+        runner_up = max(others, key=lambda q: q.amount_out)
+        if runner_up.venue in curves:
+            split = best_split(curves[best.venue], curves[runner_up.venue], best.amount_in)
+            smaller = min(split.share_a, 1.0 - split.share_a)
+            if smaller >= MIN_LEG_SHARE and split.total > best.amount_out * (1.0 + SPLIT_MIN_GAIN):
+                return _split_decision(best, runner_up, split, quotes, rejected, slip, min_out_floor)
     if not others:
         reason = f"only {best.venue.value} quoted ({_fmt(best.amount_out)} {best.token_out})"
         if rejected:
@@ -65,4 +88,41 @@ def choose_route(
                 f"{best.venue.value} gives {_fmt(best.amount_out)} {best.token_out} vs "
                 f"{runner_up.venue.value} {_fmt(runner_up.amount_out)} (+{edge:.3f}% net of fees)"
             )
-    return RoutingDecision(venue=best.venue, reason=reason, quotes=quotes, rejected=rejected)
+    return RoutingDecision(
+        venue=best.venue,
+        reason=reason,
+        quotes=quotes,
+        rejected=rejected,
+        legs=[RouteLeg(venue=best.venue, amount_in=best.amount_in, amount_out=best.amount_out, percent=100.0)],
+        amount_out=best.amount_out,
+        price_impact_pct=best.price_impact_pct,
+        min_amount_out=max(best.amount_out * slip, min_out_floor),
+    )
+
+
+def _split_decision(
+    a: DexQuote, b: DexQuote, split: Split, quotes: list[DexQuote], rejected: dict[str, str], slip: float, floor: float
+) -> RoutingDecision:
+    amount = a.amount_in
+    legs = [
+        RouteLeg(venue=a.venue, amount_in=split.amount_a, amount_out=split.out_a, percent=split.share_a * 100),
+        RouteLeg(venue=b.venue, amount_in=split.amount_b, amount_out=split.out_b, percent=(1 - split.share_a) * 100),
+    ]
+    legs.sort(key=lambda leg: -leg.amount_in)
+    best_spot_net = max(q.spot_price * (1 - q.fee_bps / 10_000) for q in (a, b))
+    impact = max(0.0, (1.0 - (split.total / amount) / best_spot_net) * 100) if best_spot_net > 0 else 0.0
+    gain = (split.total / a.amount_out - 1.0) * 100
+    reason = (
+        f"split {legs[0].percent:.1f}% {legs[0].venue.value} / {legs[1].percent:.1f}% {legs[1].venue.value} gives "
+        f"{_fmt(split.total)} {a.token_out} vs {_fmt(a.amount_out)} on {a.venue.value} alone (+{gain:.3f}%)"
+    )
+    return RoutingDecision(
+        venue=legs[0].venue,
+        reason=reason,
+        quotes=quotes,
+        rejected=rejected,
+        legs=legs,
+        amount_out=split.total,
+        price_impact_pct=impact,
+        min_amount_out=max(split.total * slip, floor),
+    )

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     fault_rate: float = Field(default=0.0, ge=0, le=1)
     sim_seed: int = 7
 
+    watch_interval_ms: float = Field(default=250.0, gt=0, description="How often waiting LIMIT/SNIPER orders are checked")
+    sim_admin: bool = Field(default=False, description="Enable /api/sim/* (list a pool, move a price): simulation only")
+
     # Ingress
     ingress_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=2000, ge=1)

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.clock import Clock
-from engine.errors import InsufficientLiquidity, NoPoolError, TransientVenueError
-from engine.market import PoolSpec, build_pool, pair_key, pools_for, reference_price
+from engine.errors import InsufficientLiquidity, NoPoolError, SlippageExceeded, TransientVenueError
+from engine.market import DLMM_BINS_EACH_SIDE, PoolSpec, build_pool, pair_key, pools_for, reference_price
 from engine.models import DexQuote, SwapResult, VenueName
-from engine.pools import Pool, PoolExhausted
+from engine.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -35,12 +36,29 @@ def b58encode(raw: bytes) -> str:
     return "1" * leading + out
 
 
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """A copy of a pool's state (as a real engine reads a pool account) to price any amount locally."""
+
+    pool: Pool
+    base: str
+
+    def output(self, token_in: str, amount: float) -> float:
+        """What ``amount`` of ``token_in`` would give now; raises ``PoolExhausted`` past the depth."""
+        return self.pool.fill(amount, x_to_y=token_in == self.base).amount_out
+
+
 class Venue(Protocol):
     name: VenueName
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote: ...
 
-    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult: ...
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        """The pool's state for the pair, or None if the venue lists no pool for it."""
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
+        """Swap ``quote.amount_in``; raise :class:`SlippageExceeded` (swapping nothing) if it would give
+        less than ``min_amount_out``."""
 
     async def find_swap(self, order_id: str) -> SwapResult | None: ...
 
@@ -101,6 +119,7 @@ class SimulatedVenue:
     seed: int = 7
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
     _inflight: dict[str, asyncio.Future[SwapResult]] = field(init=False, default_factory=dict)
+    calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
 
     def __post_init__(self) -> None:
         now = self.clock.now()
@@ -133,7 +152,38 @@ class SimulatedVenue:
         if self.timing.fault_rate > 0 and self.rng.random() < self.timing.fault_rate:
             raise TransientVenueError(self.name.value, f"{what} timed out (simulated RPC fault)")
 
+    def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
+        """List a new pool (simulation admin: a token launch). Replaces an existing one for the pair."""
+        if reserve_base <= 0 or reserve_quote <= 0:
+            raise ValueError("reserves must be positive")
+        price = reserve_quote / reserve_base
+        spec = PoolSpec(self.name, base, quote, depth_usd=0.0)
+        pool: Pool
+        if self.name is VenueName.RAYDIUM:
+            pool = ConstantProductPool(reserve_x=reserve_base, reserve_y=reserve_quote, fee_bps=25.0)
+        else:
+            pool = BinnedPool.uniform(price, 2 * reserve_quote, 25.0, DLMM_BINS_EACH_SIDE)
+        self._pools[pair_key(base, quote)] = _LivePool(spec, pool, price, self.clock.now())
+
+    def move_price(self, base: str, quote: str, percent: float) -> float:
+        """Push the pool's price by ``percent`` (simulation admin: a market move); return the new spot."""
+        live = self._pool(base, quote)
+        target = live.pool.spot() * (1.0 + percent / 100.0)
+        live.pool.move_price_to(target)
+        live.reference = target
+        return live.pool.spot()
+
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        self.calls["snapshot"] += 1
+        await self.clock.sleep(self.timing.quote_latency_s)
+        live = self._pools.get(pair_key(token_in, token_out))
+        if live is None:
+            return None
+        self._advance(live)
+        return PoolView(copy.deepcopy(live.pool), live.spec.base)
+
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        self.calls["quote"] += 1
         await self.clock.sleep(self.timing.quote_latency_s)
         self._maybe_fault("quote")
         live = self._pool(token_in, token_out)
@@ -155,7 +205,7 @@ class SimulatedVenue:
             quoted_at=self.clock.epoch_ms(),
         )
 
-    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         """Execute at the pool's price when the swap lands (it may have drifted since the quote).
 
         A fault before landing means nothing happened; a fault after landing (the
@@ -166,7 +216,8 @@ class SimulatedVenue:
         pending = self._inflight.get(order_id)
         if pending is not None:
             return await asyncio.shield(pending)
-        task = asyncio.ensure_future(self._swap(order_id, quote))
+        self.calls["swap"] += 1
+        task = asyncio.ensure_future(self._swap(order_id, quote, min_amount_out))
         self._inflight[order_id] = task
         try:
             return await asyncio.shield(task)
@@ -176,7 +227,7 @@ class SimulatedVenue:
             else:
                 task.add_done_callback(lambda _: self._inflight.pop(order_id, None))
 
-    async def _swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+    async def _swap(self, order_id: str, quote: DexQuote, min_amount_out: float) -> SwapResult:
         existing = await self.ledger.find(self.name, order_id)
         if existing is not None:
             return existing
@@ -184,8 +235,14 @@ class SimulatedVenue:
         await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
         self._maybe_fault("transaction send")
         live = self._pool(quote.token_in, quote.token_out)
+        x_to_y = quote.token_in == live.spec.base
         try:
-            fill = live.pool.swap(quote.amount_in, x_to_y=quote.token_in == live.spec.base)
+            would_give = live.pool.fill(quote.amount_in, x_to_y).amount_out
+            if would_give < min_amount_out:
+                raise SlippageExceeded(
+                    self.name.value, f"slippage exceeded: swap would give {would_give:.6g}, minimum {min_amount_out:.6g} {quote.token_out}"
+                )
+            fill = live.pool.swap(quote.amount_in, x_to_y)
         except PoolExhausted as exc:
             raise InsufficientLiquidity(self.name.value, str(exc)) from exc
         result = SwapResult(

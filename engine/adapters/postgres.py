@@ -68,7 +68,28 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE orders
+            ADD COLUMN slippage_bps integer NOT NULL DEFAULT 50,
+            ADD COLUMN limit_price double precision,
+            ADD COLUMN max_price double precision,
+            ADD COLUMN expires_at timestamptz,
+            ADD COLUMN tx_hashes jsonb,
+            ADD COLUMN cancelled_at timestamptz,
+            ADD COLUMN expired_at timestamptz,
+            ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false,
+            ADD COLUMN submit_claimed boolean NOT NULL DEFAULT false,
+            ADD COLUMN triggered_at timestamptz;
+        DROP INDEX orders_open_idx;
+        CREATE INDEX orders_open_idx ON orders (submitted_at) WHERE status NOT IN ('confirmed', 'failed', 'cancelled', 'expired');
+        CREATE INDEX orders_list_idx ON orders (submitted_at DESC, order_id DESC);
+        """,
+    ),
 )
+
+TERMINAL_SQL = "('confirmed', 'failed', 'cancelled', 'expired')"
 
 _MIGRATION_LOCK = 0x0E_E0_01
 
@@ -141,8 +162,17 @@ _ORDER_COLUMNS = """
     extract(epoch from submitted_at) * 1000 AS submitted_ms,
     extract(epoch from executed_at) * 1000 AS executed_ms,
     extract(epoch from failed_at) * 1000 AS failed_ms,
-    failure_reason, attempts, routing_decision, tx_hash, execution_price, execution_amount
+    failure_reason, attempts, routing_decision, tx_hash, execution_price, execution_amount,
+    slippage_bps, limit_price, max_price, tx_hashes, cancel_requested,
+    extract(epoch from expires_at) * 1000 AS expires_ms,
+    extract(epoch from cancelled_at) * 1000 AS cancelled_ms,
+    extract(epoch from expired_at) * 1000 AS expired_ms,
+    extract(epoch from triggered_at) * 1000 AS triggered_ms
 """
+
+
+def _ms(value: object) -> float | None:
+    return float(value) if value is not None else None  # type: ignore[arg-type]
 
 
 def _order_from_row(row: asyncpg.Record) -> Order:
@@ -155,14 +185,23 @@ def _order_from_row(row: asyncpg.Record) -> Order:
         order_type=OrderType(row["order_type"]),
         status=OrderStatus(row["status"]),
         submitted_at=float(row["submitted_ms"]),
-        executed_at=float(row["executed_ms"]) if row["executed_ms"] is not None else None,
-        failed_at=float(row["failed_ms"]) if row["failed_ms"] is not None else None,
+        executed_at=_ms(row["executed_ms"]),
+        failed_at=_ms(row["failed_ms"]),
         failure_reason=row["failure_reason"],
         attempts=row["attempts"],
         routing_decision=RoutingDecision.model_validate(decision) if decision else None,
         tx_hash=row["tx_hash"],
         execution_price=row["execution_price"],
         execution_amount=row["execution_amount"],
+        tx_hashes=row["tx_hashes"],
+        slippage_bps=row["slippage_bps"],
+        limit_price=row["limit_price"],
+        max_price=row["max_price"],
+        expires_at=_ms(row["expires_ms"]),
+        cancelled_at=_ms(row["cancelled_ms"]),
+        expired_at=_ms(row["expired_ms"]),
+        cancel_requested=row["cancel_requested"],
+        triggered_at=_ms(row["triggered_ms"]),
     )
 
 
@@ -206,8 +245,9 @@ class PostgresJournal:
         async with self._conn() as conn, conn.transaction():
             await conn.execute(
                 """
-                INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key, request_hash)
-                VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9)
+                INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
+                                    request_hash, slippage_bps, limit_price, max_price, expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9, $10, $11, $12, to_timestamp($13 / 1000.0))
                 """,
                 order.order_id,
                 order.token_in,
@@ -218,6 +258,10 @@ class PostgresJournal:
                 order.submitted_at,
                 idempotency_key,
                 request_hash,
+                order.slippage_bps,
+                order.limit_price,
+                order.max_price,
+                order.expires_at,
             )
             await self._insert_event(conn, first)
 
@@ -248,7 +292,8 @@ class PostgresJournal:
                 """
                 UPDATE orders SET status = $2, attempts = $3, routing_decision = $4, tx_hash = $5,
                     execution_price = $6, execution_amount = $7, failure_reason = $8,
-                    executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now()
+                    executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now(),
+                    tx_hashes = $11, cancelled_at = to_timestamp($12 / 1000.0), expired_at = to_timestamp($13 / 1000.0)
                 WHERE order_id = $1
                 """,
                 order.order_id,
@@ -261,6 +306,9 @@ class PostgresJournal:
                 order.failure_reason,
                 order.executed_at,
                 order.failed_at,
+                order.tx_hashes,
+                order.cancelled_at,
+                order.expired_at,
             )
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
@@ -286,9 +334,59 @@ class PostgresJournal:
     async def open_orders(self) -> list[Order]:
         """Every order not yet terminal, oldest first: what recovery resumes."""
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN ('confirmed', 'failed') ORDER BY submitted_at"
+            rows = await conn.fetch(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {TERMINAL_SQL} ORDER BY submitted_at")
+        return [_order_from_row(row) for row in rows]
+
+    async def claim_submit(self, order_id: str) -> bool:
+        async with self._conn() as conn:
+            claimed = await conn.fetchval(
+                "UPDATE orders SET submit_claimed = true WHERE order_id = $1 AND NOT cancel_requested RETURNING true", order_id
             )
+        return bool(claimed)
+
+    async def cancel_requested(self, order_id: str) -> bool:
+        async with self._conn() as conn:
+            return bool(await conn.fetchval("SELECT cancel_requested FROM orders WHERE order_id = $1", order_id))
+
+    async def request_cancel(self, order_id: str) -> bool:
+        """Flag the order for cancellation if it has not been claimed for submission; True if flagged."""
+        async with self._conn() as conn:
+            flagged = await conn.fetchval(
+                "UPDATE orders SET cancel_requested = true WHERE order_id = $1 AND NOT submit_claimed "
+                "AND status IN ('pending', 'waiting', 'routing', 'building') RETURNING true",
+                order_id,
+            )
+        return bool(flagged)
+
+    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute("UPDATE orders SET triggered_at = to_timestamp($2 / 1000.0) WHERE order_id = $1", order_id, at_ms)
+
+    async def list_orders(
+        self,
+        *,
+        status: str | None = None,
+        order_type: str | None = None,
+        token_in: str | None = None,
+        token_out: str | None = None,
+        limit: int = 50,
+        before: tuple[float, str] | None = None,
+    ) -> list[Order]:
+        """Orders newest first, filtered; ``before`` is the (submitted ms, id) cursor of the last page's end."""
+        clauses: list[str] = []
+        args: list[object] = []
+        for column, value in (("status", status), ("order_type", order_type), ("token_in", token_in), ("token_out", token_out)):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} = ${len(args)}")
+        if before is not None:
+            args += [before[0], before[1]]
+            clauses.append(f"(submitted_at, order_id) < (to_timestamp(${len(args) - 1} / 1000.0), ${len(args)})")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        args.append(limit)
+        sql = f"SELECT {_ORDER_COLUMNS} FROM orders {where} ORDER BY submitted_at DESC, order_id DESC LIMIT ${len(args)}"
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *args)
         return [_order_from_row(row) for row in rows]
 
     async def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:

@@ -4,7 +4,8 @@ Keys (all under the configured prefix):
 
 * ``order:<id>``  the order's JSON (terminal ones expire after an hour)
 * ``active``      set of ids not yet terminal
-* ``queue``       sorted set of ids waiting for an executor; MARKET before LIMIT/SNIPER, then FIFO
+* ``queue``       sorted set of ids waiting for an executor, in bands (see :class:`Band`), FIFO within a band
+* ``sim_pairs``   pairs listed at runtime through the simulation admin routes
 * ``epoch``       written at start-up; if it vanishes, Redis was restarted empty and is rebuilt from PostgreSQL
 
 Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is.
@@ -13,6 +14,7 @@ Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from enum import IntEnum
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -20,17 +22,39 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import StoreUnavailable
-from engine.models import Order, OrderType
+from engine.models import TRIGGERED_TYPES, Order, OrderStatus
 
 T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
-_PRIORITY = {OrderType.MARKET: 0, OrderType.LIMIT: 1, OrderType.SNIPER: 1}
-_PRIORITY_SPAN = 1e13  # epoch-ms fits below it, so priority dominates the score
+_BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
+
+
+class Band(IntEnum):
+    """Queue bands, served in this order. Only MARKET and TRIGGERED runs take a rate-limit token."""
+
+    CONTROL = 0  # cancel or expire an order: bookkeeping, served first
+    MARKET = 1  # market orders (and resumed ones) come first
+    ARM = 2  # a new LIMIT/SNIPER order: mark it waiting and hand it to the watcher
+    TRIGGERED = 3  # a LIMIT/SNIPER order whose condition holds: run the market path
+
+    @property
+    def needs_token(self) -> bool:
+        return self in (Band.MARKET, Band.TRIGGERED)
+
+
+def band_of(order: Order) -> Band:
+    if order.cancel_requested:
+        return Band.CONTROL
+    if order.order_type in TRIGGERED_TYPES:
+        if order.triggered_at is None and order.status in (OrderStatus.PENDING, OrderStatus.WAITING):
+            return Band.ARM
+        return Band.TRIGGERED
+    return Band.MARKET
 
 
 def queue_score(order: Order) -> float:
-    return _PRIORITY[order.order_type] * _PRIORITY_SPAN + order.submitted_at
+    return band_of(order) * _BAND_SPAN + order.submitted_at
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -53,6 +77,7 @@ class RedisOrders:
         self.active_key = f"{prefix}active"
         self.queue_key = f"{prefix}queue"
         self.epoch_key = f"{prefix}epoch"
+        self.sim_pairs_key = f"{prefix}sim_pairs"
 
     def order_key(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
@@ -120,13 +145,26 @@ class RedisOrders:
         raw = await _guard(lambda: self.client.get(self.order_key(order_id)))
         return Order.model_validate_json(raw) if raw else None
 
-    async def pop(self, timeout_s: float) -> str | None:
-        """Block up to ``timeout_s`` for the next queued id."""
+    async def enqueue(self, order_id: str, band: Band, at_ms: float) -> None:
+        """Queue an id in ``band`` (kept at its place if already queued)."""
+        await _guard(lambda: self.client.zadd(self.queue_key, {order_id: band * _BAND_SPAN + at_ms}, nx=True))
+
+    async def pop(self, timeout_s: float) -> tuple[str, Band] | None:
+        """Block up to ``timeout_s`` for the next queued id and its band."""
         item = await _guard(lambda: self.client.bzpopmin(self.queue_key, timeout=timeout_s))
         if not item:
             return None
-        member = item[1]
-        return member.decode() if isinstance(member, bytes) else str(member)
+        member, score = item[1], float(item[2])
+        order_id = member.decode() if isinstance(member, bytes) else str(member)
+        return order_id, Band(min(int(score // _BAND_SPAN), Band.TRIGGERED))
+
+    async def add_sim_pair(self, base: str, quote: str) -> None:
+        await _guard(lambda: self.client.sadd(self.sim_pairs_key, f"{base}/{quote}", f"{quote}/{base}"))
+
+    async def sim_pairs(self) -> frozenset[tuple[str, str]]:
+        members = await _guard(lambda: self.client.smembers(self.sim_pairs_key))
+        pairs = (m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return frozenset((a, b) for a, _, b in (p.partition("/") for p in pairs))
 
     async def active_ids(self) -> set[str]:
         members = await _guard(lambda: self.client.smembers(self.active_key))

@@ -17,6 +17,8 @@ FAST = {
     "OEE_RETRY_BASE_DELAY_MS": "300",
     "OEE_RATE_LIMIT_PER_MINUTE": "60000",
     "OEE_RATE_LIMIT_BURST": "100",
+    "OEE_SIM_ADMIN": "true",
+    "OEE_WATCH_INTERVAL_MS": "50",
 }
 
 

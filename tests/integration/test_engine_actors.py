@@ -89,7 +89,7 @@ async def test_orders_confirm_once_within_the_concurrency_cap(engine_factory, in
     ledger = PostgresLedger(pg_pool)
     for order_id, events in trails.items():
         order = await journal.get(order_id)
-        assert order is not None and order.status is OrderStatus.CONFIRMED, order
+        assert order is not None and order.status is OrderStatus.CONFIRMED, order.failure_reason if order else None
         assert [e.status for e in events] == [
             OrderStatus.PENDING,
             OrderStatus.ROUTING,

@@ -1,0 +1,148 @@
+"""PriceWatcher: holds waiting LIMIT and SNIPER orders and fires them when their condition holds.
+
+Each tick reads every venue's pool once per watched pair (a snapshot, as a real
+engine reads pool accounts) and decides for all that pair's orders locally
+(:mod:`engine.watching`), so venue load does not grow with the number of orders.
+A fired order is marked triggered in PostgreSQL and queued for execution; an
+expired one is queued for closing. The watch list is rebuilt from PostgreSQL
+when the actor starts, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from engine.adapters import redis_store
+from engine.adapters.postgres import PostgresJournal, create_pool
+from engine.adapters.redis_store import Band, RedisOrders
+from engine.errors import StoreUnavailable
+from engine.logs import setup_logging
+from engine.models import TRIGGERED_TYPES, Order, OrderStatus, VenueName
+from engine.settings import Settings
+from engine.venue import PoolView
+from engine.watching import Verdict, Watch, decide
+
+log = logging.getLogger("actors.price_watcher")
+
+
+class PriceWatcher:
+    def __init__(self, settings: Settings, redis_url: str, database_url: str, venues: dict[VenueName, Any]) -> None:
+        setup_logging(settings.log_level)
+        self._settings = settings
+        self._redis_url = redis_url
+        self._database_url = database_url
+        self._venues = venues
+        self._watches: dict[tuple[str, str], dict[str, Watch]] = defaultdict(dict)
+        self._loop: asyncio.Task[None] | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._redis: aioredis.Redis | None = None
+        self._lock = asyncio.Lock()
+        self.ticks = 0
+        self.snapshots = 0
+        self.fired = 0
+
+    async def ensure_started(self) -> bool:
+        """Connect, load every waiting order from PostgreSQL, start ticking. True if it had to start."""
+        if self._loop is not None:
+            return False
+        async with self._lock:
+            if self._loop is not None:
+                return False
+            self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
+            self._redis = redis_store.connect(self._redis_url)
+            self._journal = PostgresJournal(self._pool)
+            self._orders = RedisOrders(self._redis, self._settings.redis_prefix)
+            for order in await self._journal.open_orders():
+                if _waiting(order):
+                    self._add(Watch.of(order))
+            self._loop = asyncio.create_task(self._run())
+            log.info("price watcher started", extra={"watching": self.watching()})
+            return True
+
+    def _add(self, watch: Watch) -> None:
+        self._watches[watch.pair][watch.order_id] = watch
+
+    async def watch(self, order: Order) -> None:
+        await self.ensure_started()
+        self._add(Watch.of(order))
+
+    async def unwatch(self, order_id: str) -> None:
+        for watches in self._watches.values():
+            watches.pop(order_id, None)
+
+    def watching(self) -> int:
+        return sum(len(w) for w in self._watches.values())
+
+    async def _run(self) -> None:
+        interval = self._settings.watch_interval_ms / 1000
+        while True:
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop the watcher
+                log.exception("price watcher tick failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def tick(self) -> int:
+        """One round over every watched pair; returns how many orders fired or expired."""
+        self.ticks += 1
+        pairs = [pair for pair, watches in self._watches.items() if watches]
+        if not pairs:
+            return 0
+        views = await asyncio.gather(*(self._views(pair) for pair in pairs))
+        now_ms = time.time() * 1000
+        done = 0
+        for pair, pair_views in zip(pairs, views, strict=True):
+            for watch in list(self._watches[pair].values()):
+                verdict = decide(watch, pair_views, now_ms)
+                if verdict is Verdict.WAIT:
+                    continue
+                try:
+                    if verdict is Verdict.TRIGGER:
+                        await self._journal.set_triggered(watch.order_id, now_ms)
+                        await self._orders.enqueue(watch.order_id, Band.TRIGGERED, now_ms)
+                        self.fired += 1
+                    else:
+                        await self._orders.enqueue(watch.order_id, Band.CONTROL, now_ms)
+                except StoreUnavailable as exc:
+                    log.warning("could not fire order; next tick retries", extra={"order_id": watch.order_id, "error": str(exc)})
+                    continue
+                log.info("order condition met" if verdict is Verdict.TRIGGER else "order expired", extra={"order_id": watch.order_id})
+                self._watches[pair].pop(watch.order_id, None)
+                done += 1
+        return done
+
+    async def _views(self, pair: tuple[str, str]) -> dict[VenueName, PoolView | None]:
+        names = list(self._venues)
+        self.snapshots += len(names)
+        results = await asyncio.gather(*(self._venues[n].snapshot.remote(*pair) for n in names), return_exceptions=True)
+        return {name: (r if isinstance(r, PoolView) else None) for name, r in zip(names, results, strict=True)}
+
+    def stats(self) -> dict[str, int]:
+        return {"watching": self.watching(), "ticks": self.ticks, "snapshots": self.snapshots, "fired": self.fired}
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+        with contextlib.suppress(Exception):
+            if self._pool is not None:
+                await self._pool.close()
+            if self._redis is not None:
+                await self._redis.aclose()
+
+
+def _waiting(order: Order) -> bool:
+    return (
+        order.order_type in TRIGGERED_TYPES
+        and order.status is OrderStatus.WAITING
+        and order.triggered_at is None
+        and not order.cancel_requested
+    )

@@ -1,0 +1,80 @@
+"""When a waiting order should fire: pure decisions over pool snapshots.
+
+The PriceWatcher reads each venue's pool once per pair per tick and evaluates
+every waiting order of that pair locally with the pool math, so a thousand
+waiting orders cost the venues what one does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.models import Order, OrderType, VenueName
+from engine.pools import PoolExhausted
+from engine.venue import PoolView
+
+
+class Verdict(StrEnum):
+    WAIT = "wait"
+    TRIGGER = "trigger"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the watcher needs of a waiting order."""
+
+    order_id: str
+    order_type: OrderType
+    token_in: str
+    token_out: str
+    amount: float
+    limit_price: float | None = None
+    max_price: float | None = None
+    expires_at: float | None = None
+
+    @classmethod
+    def of(cls, order: Order) -> Watch:
+        return cls(
+            order.order_id,
+            order.order_type,
+            order.token_in,
+            order.token_out,
+            order.amount,
+            order.limit_price,
+            order.max_price,
+            order.expires_at,
+        )
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.token_in, self.token_out)
+
+
+def best_output(watch: Watch, views: Mapping[VenueName, PoolView | None]) -> float | None:
+    """The best single-venue output for the order's amount, or None if no venue has a pool."""
+    outputs: list[float] = []
+    for view in views.values():
+        if view is None:
+            continue
+        try:
+            outputs.append(view.output(watch.token_in, watch.amount))
+        except (PoolExhausted, ValueError, ArithmeticError):
+            outputs.append(-math.inf)
+    return max(outputs) if outputs else None
+
+
+def decide(watch: Watch, views: Mapping[VenueName, PoolView | None], now_ms: float) -> Verdict:
+    if watch.expires_at is not None and now_ms >= watch.expires_at:
+        return Verdict.EXPIRE
+    out = best_output(watch, views)
+    if out is None or out <= 0:
+        return Verdict.WAIT  # no pool yet (a sniper keeps waiting), or the pool cannot fill it
+    if watch.order_type is OrderType.LIMIT:
+        return Verdict.TRIGGER if watch.limit_price is not None and out / watch.amount >= watch.limit_price else Verdict.WAIT
+    if watch.order_type is OrderType.SNIPER:
+        return Verdict.TRIGGER if watch.max_price is None or watch.amount / out <= watch.max_price else Verdict.WAIT
+    return Verdict.TRIGGER
