@@ -13,8 +13,10 @@ import pytest
 import ray
 import redis.asyncio as aioredis
 
+from actors.bootstrap import EngineActors, start_actors, stop_actors
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
+from engine.intake import OrderIntake
 from engine.settings import Settings
 from tests.conftest import ROOT, TestStores, reset_stores
 
@@ -80,3 +82,23 @@ def fast_settings(stores: TestStores, **overrides: Any) -> Settings:
 
 def unique_suffix() -> str:
     return f"_{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def engine_factory(clean: TestStores) -> Iterator[Any]:
+    started: list[EngineActors] = []
+
+    def start(**overrides: Any) -> tuple[EngineActors, Settings]:
+        settings = fast_settings(clean, **overrides)
+        actors = start_actors(settings, clean.redis_url, clean.database_url, suffix=unique_suffix())
+        started.append(actors)
+        return actors, settings
+
+    yield start
+    for actors in started:
+        stop_actors(actors)
+
+
+@pytest.fixture
+async def intake(journal: PostgresJournal, redis_orders: RedisOrders) -> AsyncIterator[OrderIntake]:
+    yield OrderIntake(journal, redis_orders)

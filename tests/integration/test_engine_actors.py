@@ -4,45 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 import ray
 
-from actors.bootstrap import EngineActors, start_actors, stop_actors
 from actors.rate_limiter import RateLimiter
 from engine.adapters.postgres import PostgresJournal, PostgresLedger
-from engine.adapters.redis_store import RedisOrders
 from engine.intake import Accepted, OrderIntake
 from engine.models import OrderEvent, OrderRequest, OrderStatus
-from engine.settings import Settings
-from tests.conftest import TestStores
-from tests.integration.conftest import fast_settings, unique_suffix
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 TERMINAL = {OrderStatus.CONFIRMED, OrderStatus.FAILED}
-
-
-@pytest.fixture
-def engine_factory(clean: TestStores) -> Iterator[Any]:
-    started: list[EngineActors] = []
-
-    def start(**overrides: Any) -> tuple[EngineActors, Settings]:
-        settings = fast_settings(clean, **overrides)
-        actors = start_actors(settings, clean.redis_url, clean.database_url, suffix=unique_suffix())
-        started.append(actors)
-        return actors, settings
-
-    yield start
-    for actors in started:
-        stop_actors(actors)
-
-
-@pytest.fixture
-async def intake(journal: PostgresJournal, redis_orders: RedisOrders) -> AsyncIterator[OrderIntake]:
-    yield OrderIntake(journal, redis_orders)
 
 
 async def submit(intake: OrderIntake, count: int, amount: float = 2.0) -> list[str]:

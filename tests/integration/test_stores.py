@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool, migrate
-from engine.adapters.redis_store import RedisOrders
+from engine.adapters.redis_store import Band, RedisOrders
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.intake import new_order
 from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType, SwapResult, VenueName
@@ -96,7 +96,10 @@ async def test_redis_queue_serves_market_orders_first(redis_orders: RedisOrders)
     for order in (limit, market_late, market_early):
         await redis_orders.accept(order)
     popped = [await redis_orders.pop(0.1) for _ in range(3)]
-    assert popped == [market_early.order_id, market_late.order_id, limit.order_id]
+    assert popped == [(market_early.order_id, Band.MARKET), (market_late.order_id, Band.MARKET), (limit.order_id, Band.ARM)]
+    await redis_orders.enqueue(limit.order_id, Band.CONTROL, 1_764_000_009_000.0)
+    await redis_orders.enqueue(market_late.order_id, Band.MARKET, 1_764_000_000_000.0)
+    assert await redis_orders.pop(0.1) == (limit.order_id, Band.CONTROL)  # control items jump the queue
     assert await redis_orders.pop(0.05) is None
 
 
