@@ -100,6 +100,7 @@ async def test_redis_queue_serves_market_orders_first(redis_orders: RedisOrders)
     await redis_orders.enqueue(limit.order_id, Band.CONTROL, 1_764_000_009_000.0)
     await redis_orders.enqueue(market_late.order_id, Band.MARKET, 1_764_000_000_000.0)
     assert await redis_orders.pop(0.1) == (limit.order_id, Band.CONTROL)  # control items jump the queue
+    assert await redis_orders.pop(0.1) == (market_late.order_id, Band.MARKET)
     assert await redis_orders.pop(0.05) is None
 
 
