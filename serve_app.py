@@ -181,6 +181,15 @@ async def _read_body(request: Request, limit: int) -> bytes | Rejection:
     return b"".join(chunks)
 
 
+def _implicit_key() -> str | None:
+    """Serve's request id as an idempotency key: a request the proxy retries keeps its id, so a
+    retry after the order was stored returns that order instead of creating a second one."""
+    from ray.serve.context import _get_serve_request_context
+
+    request_id = _get_serve_request_context().request_id
+    return f"serve-request:{request_id}" if request_id else None
+
+
 async def _refuse(websocket: WebSocket) -> None:
     await websocket.send_json({"type": "error", "message": "order not found"})
     await websocket.close(code=4404)
@@ -259,7 +268,7 @@ class Ingress:
         if isinstance(parsed, Rejection):
             return JSONResponse(parsed.body(), status_code=parsed.status)
         await self._ready()
-        outcome = await self.intake.submit(parsed, time.time() * 1000.0, key)
+        outcome = await self.intake.submit(parsed, time.time() * 1000.0, key or _implicit_key())
         if isinstance(outcome, Rejection):
             return JSONResponse(outcome.body(), status_code=outcome.status)
         assert isinstance(outcome, Accepted)

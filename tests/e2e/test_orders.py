@@ -152,3 +152,15 @@ async def test_idempotency_key_returns_the_first_order(engine: EngineProcess, un
     assert other.status_code == 422
     assert {r.status_code for r in concurrent} == {202}
     assert len({r.json()["orderId"] for r in concurrent}) == 1
+
+
+async def test_a_retried_request_with_the_same_request_id_creates_one_order(engine: EngineProcess, unique: str) -> None:
+    """Serve's proxy keeps a request's id when it retries it: the id doubles as an idempotency key."""
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.25}
+    headers = {"x-request-id": f"retry-{unique}"}
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        first = await client.post("/api/orders/execute", json=body, headers=headers)
+        retried = await client.post("/api/orders/execute", json=body, headers=headers)
+        fresh = await client.post("/api/orders/execute", json=body)
+    assert first.status_code == retried.status_code == fresh.status_code == 202
+    assert retried.json()["orderId"] == first.json()["orderId"] != fresh.json()["orderId"]
