@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,7 +37,7 @@ from engine.intake import Accepted, OrderIntake, Rejection, parse_order
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from engine.lifecycle import is_terminal
 from engine.logs import setup_logging
-from engine.models import Order, OrderRequest, OrderStatus, OrderType, VenueName, iso_ms
+from engine.models import Order, OrderRequest, OrderStatus, OrderType, TokenName, VenueName, iso_ms
 from engine.settings import Settings, get_settings
 from engine.tokens import canonical_token
 
@@ -66,34 +66,18 @@ class SimPool(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
     venue: VenueName
-    base: str = Field(min_length=1, max_length=64)
-    quote: str = Field(min_length=1, max_length=64)
+    base: TokenName
+    quote: TokenName
     reserve_base: float = Field(gt=0, le=1e15, allow_inf_nan=False)
     reserve_quote: float = Field(gt=0, le=1e15, allow_inf_nan=False)
-
-    @field_validator("base", "quote")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        token = canonical_token(value)
-        if token is None:
-            raise ValueError("must be a listed symbol or a base58 mint address")
-        return token
 
 
 class SimPriceMove(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
     venue: VenueName
-    base: str = Field(min_length=1, max_length=64)
-    quote: str = Field(min_length=1, max_length=64)
+    base: TokenName
+    quote: TokenName
     percent: float = Field(gt=-99, lt=1000, allow_inf_nan=False)
-
-    @field_validator("base", "quote")
-    @classmethod
-    def _token(cls, value: str) -> str:
-        token = canonical_token(value)
-        if token is None:
-            raise ValueError("must be a listed symbol or a base58 mint address")
-        return token
 
 
 def encode_cursor(order: Order) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -60,13 +60,27 @@ def iso_ms(epoch_ms: float) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _as_token(value: str) -> str:
+    token = canonical_token(value)
+    if token is None:
+        raise PydanticCustomError(
+            "unknown_token",
+            "must be a listed token symbol (SOL, USDC, USDT, BONK, JUP, RAY, WIF, MSOL) or a base58 mint address",
+        )
+    return token
+
+
+TokenName = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_as_token)]
+"""A token as clients name it (symbol, any case, or mint), validated and made canonical."""
+
+
 class OrderRequest(BaseModel):
     """The body of ``POST /api/orders/execute``. Unknown fields are ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
-    token_in: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
-    token_out: str = Field(strict=True, min_length=1, max_length=64, description="Symbol (SOL, USDC...) or base58 mint")
+    token_in: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
+    token_out: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
     amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount of tokenIn")
     order_type: OrderType = Field(default=OrderType.MARKET, description="MARKET now; LIMIT at limitPrice; SNIPER on listing")
     slippage_bps: int = Field(default=50, strict=True, ge=0, le=5000, description="Tolerated slippage from the quote, in basis points")
@@ -77,17 +91,6 @@ class OrderRequest(BaseModel):
         default=None, strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="SNIPER: maximum tokenIn paid per tokenOut"
     )
     expires_at: int | None = Field(default=None, strict=True, gt=0, lt=10**15, description="Epoch ms; default good till cancelled")
-
-    @field_validator("token_in", "token_out")
-    @classmethod
-    def _known_token(cls, value: str) -> str:
-        token = canonical_token(value)
-        if token is None:
-            raise PydanticCustomError(
-                "unknown_token",
-                "must be a listed token symbol (SOL, USDC, USDT, BONK, JUP, RAY, WIF, MSOL) or a base58 mint address",
-            )
-        return token
 
     @model_validator(mode="after")
     def _distinct_tokens(self) -> OrderRequest:
