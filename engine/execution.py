@@ -123,12 +123,26 @@ class OrderWorkflow:
         if loaded is None or is_terminal(loaded[0].status):
             return loaded[0] if loaded else None
         run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
+        return await self._fail(run, reason)
+
+    async def _fail(self, run: OrderRun, reason: str) -> Order:
+        """End the order as FAILED, unless its swaps all landed after all (then confirm with them).
+
+        A split order some of whose legs landed is a partial fill: it fails, and says which
+        swaps were made (``txHashes``) so no money moves without the order saying so.
+        """
         try:
-            found = await self._existing_swaps(order_id)
+            found = await self._existing_swaps(run.order.order_id)
         except (VenueError, NoRouteError):
             found = {}
-        if found:
+        decision = run.order.routing_decision
+        legs = {leg.venue for leg in decision.legs} if decision and decision.legs else set(found)
+        if found and legs <= set(found):
             return await self._adopt(run, found)
+        if found:
+            swaps = sorted(found.values(), key=lambda s: -s.amount_in)
+            made = ", ".join(f"{s.venue.value} {s.amount_in:.6g} {run.order.token_in}" for s in swaps)
+            return await run.emit(S.FAILED, failure_reason=f"{reason}; partial fill: {made}", tx_hashes=[s.tx_hash for s in swaps])
         return await run.emit(S.FAILED, failure_reason=reason)
 
     async def _close(self, run: OrderRun, status: OrderStatus, reason: str) -> Order:
@@ -193,7 +207,7 @@ class OrderWorkflow:
             except SlippageExceeded as exc:
                 look_first = True  # another leg may have landed
                 if first_minimum is not None:
-                    return await run.emit(S.FAILED, failure_reason=str(exc))
+                    return await self._fail(run, str(exc))
                 decision_now = run.order.routing_decision
                 first_minimum = decision_now.min_amount_out if decision_now else 0.0
                 last_error = f"{exc}; re-quoting once"
@@ -203,7 +217,7 @@ class OrderWorkflow:
                 last_error = str(exc)
                 if not exc.transient or not self.retry.should_retry(failures):
                     reason = last_error if not exc.transient else f"{last_error} (after {failures} attempts)"
-                    return await run.emit(S.FAILED, failure_reason=reason)
+                    return await self._fail(run, reason)
                 delay = self.retry.delay_after(failures, self.rng)
                 log.info(
                     "attempt failed; backing off", extra={"order_id": order_id, "attempt": attempt, "delay_s": delay, "error": last_error}

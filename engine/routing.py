@@ -18,6 +18,8 @@ MIN_LEG_SHARE = 0.01
 """A split whose smaller leg is under 1% of the order is not worth a second transaction."""
 SPLIT_MIN_GAIN = 1e-6
 """A split must beat the best single venue by more than this (relative) to be used."""
+SPLIT_MIN_IMPACT_PCT = 0.01
+"""Below this price impact a split cannot gain even 1 bps: skip the search (it costs CPU per order)."""
 
 
 def choose_route(
@@ -64,7 +66,7 @@ def choose_route(
 
     others = [q for q in quotes if q is not best]
     slip = 1.0 - slippage_bps / 10_000
-    if others and curves is not None and best.venue in curves:
+    if others and curves is not None and best.venue in curves and best.price_impact_pct >= SPLIT_MIN_IMPACT_PCT:
         runner_up = max(others, key=lambda q: q.amount_out)
         if runner_up.venue in curves:
             split = best_split(curves[best.venue], curves[runner_up.venue], best.amount_in)

@@ -46,9 +46,16 @@ def evaluate(a: Output, b: Output, amount: float, share_a: float) -> Split:
     return Split(share_a, amount_a, amount_b, _safe(a, amount_a), _safe(b, amount_b))
 
 
-def best_split(a: Output, b: Output, amount: float, iterations: int = 80) -> Split:
-    """The share of ``amount`` for venue ``a`` (rest to ``b``) that maximises total output."""
-    lo, hi = 0.0, 1.0
+def best_split(a: Output, b: Output, amount: float, grid: int = 20, iterations: int = 40) -> Split:
+    """The share of ``amount`` for venue ``a`` (rest to ``b``) that maximises total output.
+
+    A coarse grid first finds the best region (and steps over shares one venue cannot
+    fill, where the output is ``-inf``), then a golden-section search refines it.
+    """
+    coarse = max((evaluate(a, b, amount, i / grid) for i in range(grid + 1)), key=lambda split: split.total)
+    if coarse.total == -math.inf:
+        return coarse
+    lo, hi = max(0.0, coarse.share_a - 1 / grid), min(1.0, coarse.share_a + 1 / grid)
     x1 = hi - _INV_PHI * (hi - lo)
     x2 = lo + _INV_PHI * (hi - lo)
     f1 = evaluate(a, b, amount, x1).total
@@ -62,5 +69,5 @@ def best_split(a: Output, b: Output, amount: float, iterations: int = 80) -> Spl
             hi, x2, f2 = x2, x1, f1
             x1 = hi - _INV_PHI * (hi - lo)
             f1 = evaluate(a, b, amount, x1).total
-    candidates = [evaluate(a, b, amount, s) for s in (0.0, 1.0, (lo + hi) / 2)]
+    candidates = [coarse, evaluate(a, b, amount, 0.0), evaluate(a, b, amount, 1.0), evaluate(a, b, amount, (lo + hi) / 2)]
     return max(candidates, key=lambda split: split.total)

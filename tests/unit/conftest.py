@@ -7,14 +7,17 @@ Nothing here touches Ray, Redis, PostgreSQL or the network. Time is a
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
 
 from engine.clock import ManualClock
-from engine.errors import DuplicateRequest, StoreUnavailable, TransientVenueError, VenueError
-from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, SwapResult, VenueName
+from engine.errors import DuplicateRequest, SlippageExceeded, StoreUnavailable, TransientVenueError, VenueError
+from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+from engine.pools import ConstantProductPool, PoolExhausted
+from engine.venue import PoolView
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +38,15 @@ def _forbid_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeJournal:
-    """An in-memory OrderJournal (load/record) that is also an IntakeJournal (insert_order/delete_order).
+    """An in-memory OrderJournal that is also an IntakeJournal (insert_order/delete_order).
 
     ``fail(n)`` makes the next ``n`` calls (of the listed operations) raise StoreUnavailable.
+
+    The cancel flag, the submit claim and ``triggered_at`` live beside the stored order, as
+    they do in PostgreSQL (columns that ``record`` never writes): ``load`` overlays them.
+    ``request_cancel`` mirrors the adapter: refused once the order is claimed for submission.
+    ``cancel_before_claim`` makes a client's cancel land just before the next ``claim_submit``
+    (the race that ``claim_submit`` exists to settle).
     """
 
     def __init__(self) -> None:
@@ -48,6 +57,11 @@ class FakeJournal:
         self.deleted: list[str] = []
         self.calls: list[str] = []
         self.raised = 0
+        self.cancel_flags: set[str] = set()
+        self.claimed: set[str] = set()
+        self.triggered: dict[str, float | None] = {}
+        self.triggered_calls: list[tuple[str, float | None]] = []
+        self.cancel_before_claim = False
         self._fail_left = 0
         self._fail_ops: frozenset[str] = frozenset()
 
@@ -63,9 +77,19 @@ class FakeJournal:
             raise StoreUnavailable("postgres", f"simulated outage in {op}")
 
     def put(self, order: Order, seq: int = 1) -> None:
-        """Seed an order as if its first ``seq`` events had been recorded."""
+        """Seed an order as if its first ``seq`` events had been recorded (with its cancel flag and trigger)."""
         self.orders[order.order_id] = order
         self.seqs[order.order_id] = seq
+        if order.cancel_requested:
+            self.cancel_flags.add(order.order_id)
+        self.triggered[order.order_id] = order.triggered_at
+
+    def request_cancel(self, order_id: str) -> bool:
+        """A client's cancel: flagged unless the order was already claimed for submission."""
+        if order_id in self.claimed:
+            return False
+        self.cancel_flags.add(order_id)
+        return True
 
     def events_for(self, order_id: str) -> list[OrderEvent]:
         return [e for e in self.events if e.order_id == order_id]
@@ -74,7 +98,10 @@ class FakeJournal:
         self._maybe_fail("load")
         if order_id not in self.orders:
             return None
-        return self.orders[order_id], self.seqs[order_id]
+        order = self.orders[order_id].model_copy(
+            update={"cancel_requested": order_id in self.cancel_flags, "triggered_at": self.triggered.get(order_id)}
+        )
+        return order, self.seqs[order_id]
 
     async def record(self, order: Order, event: OrderEvent) -> None:
         self._maybe_fail("record")
@@ -83,6 +110,25 @@ class FakeJournal:
         self.events.append(event)
         self.orders[order.order_id] = order
         self.seqs[order.order_id] = event.seq
+
+    async def claim_submit(self, order_id: str) -> bool:
+        self._maybe_fail("claim_submit")
+        if self.cancel_before_claim:
+            self.cancel_before_claim = False
+            self.request_cancel(order_id)
+        if order_id in self.cancel_flags:
+            return False
+        self.claimed.add(order_id)
+        return True
+
+    async def cancel_requested(self, order_id: str) -> bool:
+        self._maybe_fail("cancel_requested")
+        return order_id in self.cancel_flags
+
+    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
+        self._maybe_fail("set_triggered")
+        self.triggered_calls.append((order_id, at_ms))
+        self.triggered[order_id] = at_ms
 
     async def insert_order(
         self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
@@ -174,10 +220,16 @@ class InFlight:
 
 @dataclass
 class FakeVenue:
-    """A scripted Venue: quotes ``amount * rate``; fails the first N quotes or swaps on request.
+    """A scripted Venue: quotes ``amount * rate`` (or, given a ``pool``, what the pool would fill).
 
-    ``swap_lands_then_fails`` records the swap (so ``find_swap`` sees it) and then raises,
-    as a venue does when the confirmation is lost.
+    * ``fail_quotes`` / ``fail_swaps``: the next N quotes or swaps raise ``quote_error`` / a transient error.
+    * ``swap_lands_then_fails`` records the swap (so ``find_swap`` sees it) and then raises,
+      as a venue does when the confirmation is lost.
+    * A swap gives ``quote.amount_out * slippage``; if that is under ``min_amount_out`` it raises
+      :class:`SlippageExceeded` and swaps nothing, as the real venue does. ``slippage_fails``
+      forces that for the next N swaps; ``rate_after_slippage`` is where the price went
+      (what the re-quote sees).
+    * ``snapshot`` gives a :class:`PoolView` over a copy of ``pool``, or None without one.
     """
 
     name: VenueName
@@ -190,10 +242,17 @@ class FakeVenue:
     quote_error: type[VenueError] = TransientVenueError
     swap_lands_then_fails: bool = False
     slippage: float = 0.999
+    slippage_fails: int = 0
+    rate_after_slippage: float | None = None
+    pool: ConstantProductPool | None = None
+    base: str = "SOL"
     in_flight: InFlight | None = None
     quotes: int = 0
+    snapshots: int = 0
     swap_calls: int = 0
     swaps: int = 0  # swaps that landed
+    min_amounts: list[float] = field(default_factory=list)  # min_amount_out of every swap call
+    swap_quotes: list[DexQuote] = field(default_factory=list)  # the quote of every swap call
     ledger: dict[str, SwapResult] = field(default_factory=dict)
     find_calls: int = 0
 
@@ -210,7 +269,15 @@ class FakeVenue:
         if self.fail_quotes > 0:
             self.fail_quotes -= 1
             raise self.quote_error(self.name.value, "quote timed out (scripted)")
-        out = amount * self.rate
+        spot, impact, liquidity = self.rate, self.price_impact_pct, self.liquidity
+        if self.pool is not None:
+            try:
+                fill = self.pool.fill(amount, x_to_y=token_in == self.base)
+            except PoolExhausted as exc:
+                raise TransientVenueError(self.name.value, str(exc)) from exc
+            out, spot, impact, liquidity = fill.amount_out, fill.spot_price, fill.price_impact_pct, fill.liquidity_out
+        else:
+            out = amount * self.rate
         return DexQuote(
             venue=self.name,
             token_in=token_in,
@@ -218,22 +285,35 @@ class FakeVenue:
             amount_in=amount,
             amount_out=out,
             price=out / amount,
-            spot_price=self.rate,
+            spot_price=spot,
             fee_bps=self.fee_bps,
-            price_impact_pct=self.price_impact_pct,
-            liquidity=self.liquidity,
+            price_impact_pct=impact,
+            liquidity=liquidity,
             quoted_at=1_764_000_000_000.0,
         )
 
-    async def swap(self, order_id: str, quote: DexQuote) -> SwapResult:
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        self.snapshots += 1
+        if self.pool is None:
+            return None
+        return PoolView(copy.deepcopy(self.pool), self.base)
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         self.swap_calls += 1
+        self.min_amounts.append(min_amount_out)
+        self.swap_quotes.append(quote)
         if order_id in self.ledger:
             return self.ledger[order_id]
         if self.fail_swaps > 0 and not self.swap_lands_then_fails:
             self.fail_swaps -= 1
             raise TransientVenueError(self.name.value, "transaction send timed out (scripted)")
-        self.swaps += 1
         out = quote.amount_out * self.slippage
+        if self.slippage_fails > 0 or out < min_amount_out:
+            self.slippage_fails = max(0, self.slippage_fails - 1)
+            if self.rate_after_slippage is not None:
+                self.rate = self.rate_after_slippage
+            raise SlippageExceeded(self.name.value, f"slippage exceeded: swap would give {out:.6g}, minimum {min_amount_out:.6g}")
+        self.swaps += 1
         result = SwapResult(
             venue=self.name,
             order_id=order_id,
@@ -254,6 +334,30 @@ class FakeVenue:
         return self.ledger.get(order_id)
 
 
+# --------------------------------------------------------------------------- watcher
+
+
+class FakeWatcher:
+    """An in-memory Watcher: records which orders were handed over and which were dropped."""
+
+    def __init__(self, failing: bool = False) -> None:
+        self.failing = failing
+        self.watched: list[Order] = []
+        self.unwatched: list[str] = []
+
+    @property
+    def watched_ids(self) -> list[str]:
+        return [o.order_id for o in self.watched]
+
+    async def watch(self, order: Order) -> None:
+        self.watched.append(order)
+
+    async def unwatch(self, order_id: str) -> None:
+        self.unwatched.append(order_id)
+        if self.failing:
+            raise RuntimeError("price watcher is down")
+
+
 def make_order(
     order_id: str = "order_1764000000000_0000abcd",
     status: OrderStatus = OrderStatus.PENDING,
@@ -261,16 +365,32 @@ def make_order(
     token_in: str = "SOL",
     token_out: str = "USDC",
     amount: float = 2.0,
+    order_type: OrderType = OrderType.MARKET,
+    *,
+    limit_price: float | None = None,
+    max_price: float | None = None,
+    expires_at: float | None = None,
+    triggered_at: float | None = None,
+    cancel_requested: bool = False,
+    slippage_bps: int = 50,
+    routing_decision: RoutingDecision | None = None,
 ) -> Order:
     return Order(
         order_id=order_id,
         token_in=token_in,
         token_out=token_out,
         amount=amount,
-        order_type=OrderType.MARKET,
+        order_type=order_type,
         status=status,
         submitted_at=1_764_000_000_000.0,
         attempts=attempts,
+        limit_price=limit_price,
+        max_price=max_price,
+        expires_at=expires_at,
+        triggered_at=triggered_at,
+        cancel_requested=cancel_requested,
+        slippage_bps=slippage_bps,
+        routing_decision=routing_decision,
     )
 
 
@@ -303,6 +423,11 @@ def queue() -> FakeQueue:
 
 
 @pytest.fixture
+def watcher() -> FakeWatcher:
+    return FakeWatcher()
+
+
+@pytest.fixture
 def fakes() -> type[_Fakes]:
     """The fake classes, for tests that need to build their own."""
     return _Fakes
@@ -314,5 +439,6 @@ class _Fakes:
     Active = FakeActive
     Sink = FakeSink
     Venue = FakeVenue
+    Watcher = FakeWatcher
     InFlight = InFlight
     order = staticmethod(make_order)

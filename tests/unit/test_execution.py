@@ -253,8 +253,8 @@ async def test_resumed_order_without_a_swap_swaps_once(fakes, journal, make_work
 async def test_resumed_order_whose_swap_landed_is_not_failed_when_requotes_fail(fakes, journal, make_workflow) -> None:
     """A swap already at the venue must not be reported as a failed order.
 
-    Fails on engine/execution.py: ``_existing_swap`` is only consulted after routing
-    succeeds, so if every re-quote fails the order ends FAILED although its swap landed.
+    A resumed order looks for its swap at the venues before it re-routes, so failing
+    re-quotes cannot turn a landed swap into a FAILED order.
     """
     venues = {R: fakes.Venue(R, fail_quotes=99), M: fakes.Venue(M, fail_quotes=99)}
     venues[R].ledger[OID] = existing_swap(R)

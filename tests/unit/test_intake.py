@@ -145,13 +145,109 @@ def test_unknown_token_message_lists_the_tokens() -> None:
     assert "SOL, USDC, USDT, BONK, JUP, RAY, WIF, MSOL" in rejection.details[0]["message"]
 
 
-@pytest.mark.parametrize("order_type", ["LIMIT", "SNIPER"])
-def test_limit_and_sniper_orders_are_not_supported(order_type: str) -> None:
-    rejection = parse_order(body(orderType=order_type))
+# --------------------------------------------------------------------------- LIMIT, SNIPER, expiry
+
+
+@pytest.mark.parametrize(
+    ("raw", "order_type", "limit_price", "max_price", "expires_at"),
+    [
+        (body(orderType="LIMIT", limitPrice=160.5), OrderType.LIMIT, 160.5, None, None),
+        (body(orderType="LIMIT", limitPrice=160, expiresAt=int(NOW_MS) + 1), OrderType.LIMIT, 160.0, None, int(NOW_MS) + 1),
+        (body(orderType="SNIPER"), OrderType.SNIPER, None, None, None),
+        (body(orderType="SNIPER", maxPrice=0.007), OrderType.SNIPER, None, 0.007, None),
+        (body(orderType="SNIPER", maxPrice=0.007, expiresAt=int(NOW_MS) + 60_000), OrderType.SNIPER, None, 0.007, int(NOW_MS) + 60_000),
+    ],
+    ids=["limit", "limit-expiring", "sniper", "sniper-capped", "sniper-expiring"],
+)
+def test_limit_and_sniper_orders_are_accepted(
+    raw: bytes, order_type: OrderType, limit_price: float | None, max_price: float | None, expires_at: int | None
+) -> None:
+    request = parse_order(raw, NOW_MS)
+    assert isinstance(request, OrderRequest), request
+    assert request.order_type is order_type
+    assert (request.limit_price, request.max_price, request.expires_at) == (limit_price, max_price, expires_at)
+
+
+def test_limit_order_needs_a_limit_price_reported_at_that_field() -> None:
+    rejection = parse_order(body(orderType="LIMIT"), NOW_MS)
     assert isinstance(rejection, Rejection)
-    assert rejection.status == 400
-    assert rejection.message == f"{order_type} orders are not supported yet; only MARKET orders are executed"
-    assert rejection.details == [{"path": ["orderType"], "message": rejection.message, "code": "not_supported"}]
+    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert [(d["path"], d["code"]) for d in rejection.details] == [(["limitPrice"], "limit_price_required")]
+    assert "limitPrice" in rejection.details[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "problems"),
+    [
+        (body(orderType="LIMIT", limitPrice=0), [(["limitPrice"], "greater_than")]),
+        (body(orderType="LIMIT", limitPrice=-1.0), [(["limitPrice"], "greater_than")]),
+        (body(orderType="LIMIT", limitPrice="150"), [(["limitPrice"], "float_type")]),
+        (body(orderType="SNIPER", maxPrice=0), [(["maxPrice"], "greater_than")]),
+        (body(orderType="LIMIT", limitPrice=1, expiresAt=0), [(["expiresAt"], "greater_than")]),
+        (body(orderType="LIMIT", limitPrice=1, expiresAt=1.5), [(["expiresAt"], "int_type")]),
+        (body(slippageBps=5001), [(["slippageBps"], "less_than_equal")]),
+        (body(slippageBps=-1), [(["slippageBps"], "greater_than_equal")]),
+    ],
+)
+def test_invalid_limit_sniper_fields(raw: bytes, problems: list[tuple[list[str], str]]) -> None:
+    rejection = parse_order(raw, NOW_MS)
+    assert isinstance(rejection, Rejection), rejection
+    assert [(d["path"], d["code"]) for d in rejection.details] == problems
+
+
+@pytest.mark.parametrize("expires_at", [int(NOW_MS), int(NOW_MS) - 1, 1])
+def test_expiry_must_be_in_the_future(expires_at: int) -> None:
+    rejection = parse_order(body(orderType="LIMIT", limitPrice=160, expiresAt=expires_at), NOW_MS)
+    assert isinstance(rejection, Rejection)
+    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert rejection.details == [{"path": ["expiresAt"], "message": rejection.message, "code": "in_the_past"}]
+
+
+def test_expiry_is_not_checked_without_a_clock() -> None:
+    request = parse_order(body(orderType="LIMIT", limitPrice=160, expiresAt=1))
+    assert isinstance(request, OrderRequest)
+    assert request.expires_at == 1
+
+
+def test_sniper_may_name_a_pair_no_venue_trades_yet() -> None:
+    request = parse_order(body(orderType="SNIPER", tokenIn="SOL", tokenOut=UNLISTED_MINT), NOW_MS)
+    assert isinstance(request, OrderRequest), request
+    assert (request.token_in, request.token_out) == ("SOL", UNLISTED_MINT)
+
+
+@pytest.mark.parametrize("order_type", [{}, {"orderType": "MARKET"}, {"orderType": "LIMIT", "limitPrice": 1.0}])
+def test_other_orders_on_an_unlisted_pair_are_refused(order_type: dict[str, Any]) -> None:
+    rejection = parse_order(body(tokenIn="SOL", tokenOut=UNLISTED_MINT, **order_type), NOW_MS)
+    assert isinstance(rejection, Rejection)
+    assert (rejection.status, rejection.error) == (400, "Unsupported pair")
+
+
+def test_a_pair_listed_at_runtime_is_tradable() -> None:
+    raw = body(tokenIn="SOL", tokenOut=UNLISTED_MINT)
+    assert isinstance(parse_order(raw, NOW_MS), Rejection)
+    request = parse_order(raw, NOW_MS, extra_pairs=frozenset({("SOL", UNLISTED_MINT)}))
+    assert isinstance(request, OrderRequest), request
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit_price", "max_price", "expires_at"),
+    [
+        (body(orderType="LIMIT", limitPrice=160.0, maxPrice=9.0, expiresAt=int(NOW_MS) + 5), 160.0, None, NOW_MS + 5),
+        (body(orderType="SNIPER", limitPrice=160.0, maxPrice=9.0), None, 9.0, None),
+        (body(limitPrice=160.0, maxPrice=9.0), None, None, None),
+    ],
+    ids=["limit", "sniper", "market"],
+)
+def test_new_order_keeps_only_the_fields_of_its_type(
+    raw: bytes, limit_price: float | None, max_price: float | None, expires_at: float | None
+) -> None:
+    request = parse_order(raw, NOW_MS)
+    assert isinstance(request, OrderRequest), request
+    order, first = new_order(request, NOW_MS)
+    assert (order.limit_price, order.max_price, order.expires_at) == (limit_price, max_price, expires_at)
+    assert order.status is OrderStatus.PENDING
+    assert (order.cancel_requested, order.triggered_at) == (False, None)
+    assert first.status is OrderStatus.PENDING
 
 
 @pytest.mark.parametrize(

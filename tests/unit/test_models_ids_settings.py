@@ -151,6 +151,37 @@ def test_apply_keeps_attempts_when_the_event_has_none() -> None:
     assert order.attempts == 3
 
 
+def test_apply_folds_a_waiting_then_cancelled_order() -> None:
+    order = pending().model_copy(update={"order_type": OrderType.LIMIT, "limit_price": 160.0})
+    order = order.apply(event(2, S.WAITING, reason="waiting for USDC/SOL net price >= 160"))
+    assert order.status is S.WAITING and order.attempts == 0
+    order = order.apply(event(3, S.CANCELLED, NOW_MS + 500, reason="cancelled by the client"))
+    assert order.status is S.CANCELLED
+    assert order.cancelled_at == NOW_MS + 500
+    assert order.expired_at is None and order.failed_at is None and order.executed_at is None
+
+
+def test_apply_folds_an_expired_order() -> None:
+    order = pending().apply(event(2, S.WAITING)).apply(event(3, S.EXPIRED, NOW_MS + 60_000, reason="expired"))
+    assert order.status is S.EXPIRED
+    assert order.expired_at == NOW_MS + 60_000
+    assert order.cancelled_at is None
+
+
+def test_apply_folds_a_split_confirmation_and_keeps_hashes_on_a_later_failure_event() -> None:
+    confirmed = pending().apply(event(2, S.CONFIRMED, tx_hash="a", tx_hashes=["a", "b"], execution_price=1.0, execution_amount=2.0))
+    assert (confirmed.tx_hash, confirmed.tx_hashes) == ("a", ["a", "b"])
+    failed = pending().apply(event(2, S.ROUTING, attempt=1)).apply(event(3, S.FAILED, failure_reason="x", tx_hashes=["a"]))
+    assert failed.tx_hashes == ["a"]  # a failure may report swaps that landed
+
+
+def test_cancel_flag_and_trigger_stay_out_of_the_public_json() -> None:
+    order = pending().model_copy(update={"cancel_requested": True, "triggered_at": float(NOW_MS), "expires_at": NOW_MS + 1_000.0})
+    public = order.to_public()
+    assert "cancelRequested" not in public and "triggeredAt" not in public
+    assert public["expiresAt"] == "2025-11-24T16:00:01.000Z"
+
+
 def test_event_to_message() -> None:
     message = event(2, S.ROUTING, NOW_MS + 123, attempt=2, error="meteora: timeout").to_message()
     assert message == {

@@ -1,7 +1,8 @@
-"""choose_route on hand-made quotes, and on quotes from a real pair of SimulatedVenues."""
+"""choose_route on hand-made quotes, and on quotes (and pool snapshots, for splitting) from a real pair of SimulatedVenues."""
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from engine.clock import ManualClock
 from engine.errors import InsufficientLiquidity, NoPoolError, NoRouteError, TransientVenueError, VenueError
 from engine.market import CATALOGUE, pair_key, venues_trading
-from engine.models import DexQuote, VenueName
+from engine.models import DexQuote, RoutingDecision, VenueName
 from engine.routing import choose_route
+from engine.split import Output
 from engine.venue import InMemoryLedger, SimulatedVenue, VenueTiming
 
 R, M = VenueName.RAYDIUM, VenueName.METEORA
@@ -230,3 +232,93 @@ async def test_the_two_venues_price_a_shared_pair_2_to_5_percent_apart(base: str
     raydium, meteora = quotes[R].spot_price, quotes[M].spot_price
     gap = abs(meteora / raydium - 1.0)
     assert 0.02 - 1e-9 <= gap <= 0.05 + 1e-9, f"{base}/{quote_token}: {raydium} vs {meteora}"
+
+
+# --------------------------------------------------------------------------- split routing over pool snapshots
+
+
+async def routed_with_curves(
+    token_in: str, token_out: str, amount: float, **kwargs: float
+) -> tuple[RoutingDecision, dict[VenueName, DexQuote], dict[VenueName, Output]]:
+    """Quote and snapshot both real venues, then route with the snapshots' curves, as the workflow does."""
+    venues = venue_pair()
+    quotes = await quotes_from(venues, token_in, token_out, amount)
+    curves: dict[VenueName, Output] = {}
+    for name, venue in venues.items():
+        view = await venue.snapshot(token_in, token_out)
+        assert view is not None
+        curves[name] = functools.partial(view.output, token_in)
+    return choose_route(quotes, curves=curves, **kwargs), quotes, curves
+
+
+async def test_a_large_order_is_split_across_both_venues() -> None:
+    decision, quotes, curves = await routed_with_curves("USDC", "SOL", 300_000.0)
+    best_single = max(q.amount_out for q in quotes.values())
+    assert len(decision.legs) == 2
+    assert {leg.venue for leg in decision.legs} == {R, M}
+    assert sum(leg.percent for leg in decision.legs) == pytest.approx(100.0)
+    assert sum(leg.amount_in for leg in decision.legs) == pytest.approx(300_000.0)
+    assert min(leg.percent for leg in decision.legs) >= 1.0
+    assert decision.amount_out == pytest.approx(sum(leg.amount_out for leg in decision.legs))
+    assert decision.amount_out > best_single
+    for leg in decision.legs:  # each leg is priced by its own venue's pool
+        assert leg.amount_out == pytest.approx(curves[leg.venue](leg.amount_in))
+        assert leg.percent == pytest.approx(leg.amount_in / 300_000.0 * 100)
+    assert decision.legs[0].amount_in >= decision.legs[1].amount_in
+    assert decision.venue is decision.legs[0].venue
+    assert "split" in decision.reason
+    assert f"{decision.legs[0].percent:.1f}% {decision.legs[0].venue.value}" in decision.reason
+    assert decision.min_amount_out == pytest.approx(decision.amount_out * (1 - 50 / 10_000))
+    assert 0.0 < decision.price_impact_pct < 100.0
+
+
+@pytest.mark.parametrize(("token_in", "token_out", "amount"), [("SOL", "USDC", 1.0), ("USDC", "SOL", 150.0)])
+async def test_a_small_order_takes_one_venue(token_in: str, token_out: str, amount: float) -> None:
+    decision, quotes, _ = await routed_with_curves(token_in, token_out, amount)
+    best = max(quotes.values(), key=lambda q: q.amount_out)
+    assert len(decision.legs) == 1
+    (leg,) = decision.legs
+    assert (leg.venue, leg.percent, leg.amount_in, leg.amount_out) == (best.venue, 100.0, amount, best.amount_out)
+    assert decision.amount_out == best.amount_out
+    assert "split" not in decision.reason
+
+
+@pytest.mark.parametrize("slippage_bps", [0, 50, 300])
+@pytest.mark.parametrize(("token_in", "token_out", "amount"), [("SOL", "USDC", 1.0), ("USDC", "SOL", 300_000.0)], ids=["single", "split"])
+async def test_min_amount_out_is_the_output_less_slippage(token_in: str, token_out: str, amount: float, slippage_bps: int) -> None:
+    decision, _, _ = await routed_with_curves(token_in, token_out, amount, slippage_bps=slippage_bps)
+    assert decision.min_amount_out == pytest.approx(decision.amount_out * (1 - slippage_bps / 10_000), rel=1e-12)
+
+
+@pytest.mark.parametrize(("token_in", "token_out", "amount"), [("SOL", "USDC", 1.0), ("USDC", "SOL", 300_000.0)], ids=["single", "split"])
+async def test_min_amount_out_is_at_least_the_floor(token_in: str, token_out: str, amount: float) -> None:
+    plain, _, _ = await routed_with_curves(token_in, token_out, amount)
+    above = plain.amount_out * 0.999  # a limit tighter than the 50 bps slippage allowance
+    floored, _, _ = await routed_with_curves(token_in, token_out, amount, min_out_floor=above)
+    assert floored.min_amount_out == above
+    assert floored.legs == plain.legs
+    below = plain.amount_out * 0.9  # a loose limit changes nothing
+    loose, _, _ = await routed_with_curves(token_in, token_out, amount, min_out_floor=below)
+    assert loose.min_amount_out == plain.min_amount_out
+
+
+def test_without_curves_a_large_order_is_never_split() -> None:
+    decision = choose_route({R: quote(R, 150.0, amount_in=1.0), M: quote(M, 149.0, amount_in=1.0)})
+    assert len(decision.legs) == 1
+    assert decision.legs[0].percent == 100.0
+    assert decision.min_amount_out == pytest.approx(150.0 * 0.995)
+
+
+def test_a_split_gaining_nothing_is_not_used() -> None:
+    """Linear venues (no price impact): splitting cannot beat the better one alone."""
+    curves: dict[VenueName, Output] = {R: lambda x: 150.0 * x, M: lambda x: 149.0 * x}
+    decision = choose_route({R: quote(R, 1_500.0, amount_in=10.0), M: quote(M, 1_490.0, amount_in=10.0)}, curves=curves)
+    assert [(leg.venue, leg.percent) for leg in decision.legs] == [(R, 100.0)]
+
+
+def test_a_split_needs_curves_for_both_venues() -> None:
+    venues = {R: lambda x: 150.0 * x / (1 + x / 100), M: lambda x: 150.0 * x / (1 + x / 100)}
+    outcomes = {R: quote(R, 150.0 * 50 / 1.5, amount_in=50.0), M: quote(M, 150.0 * 50 / 1.5 * 0.999, amount_in=50.0)}
+    assert len(choose_route(outcomes, curves=venues).legs) == 2
+    assert len(choose_route(outcomes, curves={R: venues[R]}).legs) == 1
+    assert len(choose_route(outcomes, curves={M: venues[M]}).legs) == 1
