@@ -242,12 +242,18 @@ class PostgresJournal:
             raise DuplicateRequest(*found) from exc
 
     async def _insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None, request_hash: str | None) -> None:
-        async with self._conn() as conn, conn.transaction():
+        # One statement (one round trip, atomic): the order and its first event.
+        async with self._conn() as conn:
             await conn.execute(
                 """
-                INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
-                                    request_hash, slippage_bps, limit_price, max_price, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9, $10, $11, $12, to_timestamp($13 / 1000.0))
+                WITH inserted AS (
+                    INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
+                                        request_hash, slippage_bps, limit_price, max_price, expires_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9, $10, $11, $12, to_timestamp($13 / 1000.0))
+                    RETURNING order_id, submitted_at
+                )
+                INSERT INTO order_events (order_id, seq, status, payload, created_at)
+                SELECT order_id, $14, $6, $15, submitted_at FROM inserted
                 """,
                 order.order_id,
                 order.token_in,
@@ -262,34 +268,25 @@ class PostgresJournal:
                 order.limit_price,
                 order.max_price,
                 order.expires_at,
+                first.seq,
+                first.model_dump(mode="json", by_alias=True, exclude_none=True),
             )
-            await self._insert_event(conn, first)
 
     async def delete_order(self, order_id: str) -> None:
         """Undo an intake whose second half (Redis) failed, so nothing half-stored remains."""
         async with self._conn() as conn:
             await conn.execute("DELETE FROM orders WHERE order_id = $1", order_id)
 
-    @staticmethod
-    async def _insert_event(conn: asyncpg.Connection, event: OrderEvent) -> None:
-        await conn.execute(
-            """
-            INSERT INTO order_events (order_id, seq, status, payload, created_at)
-            VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0))
-            ON CONFLICT (order_id, seq) DO NOTHING
-            """,
-            event.order_id,
-            event.seq,
-            event.status.value,
-            event.model_dump(mode="json", by_alias=True, exclude_none=True),
-            event.at,
-        )
-
     async def record(self, order: Order, event: OrderEvent) -> None:
-        async with self._conn() as conn, conn.transaction():
-            await self._insert_event(conn, event)
+        # One statement (one round trip, atomic): append the event (idempotent per seq), store the state.
+        async with self._conn() as conn:
             await conn.execute(
                 """
+                WITH appended AS (
+                    INSERT INTO order_events (order_id, seq, status, payload, created_at)
+                    VALUES ($1, $14, $2, $15, to_timestamp($16 / 1000.0))
+                    ON CONFLICT (order_id, seq) DO NOTHING
+                )
                 UPDATE orders SET status = $2, attempts = $3, routing_decision = $4, tx_hash = $5,
                     execution_price = $6, execution_amount = $7, failure_reason = $8,
                     executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now(),
@@ -309,6 +306,9 @@ class PostgresJournal:
                 order.tx_hashes,
                 order.cancelled_at,
                 order.expired_at,
+                event.seq,
+                event.model_dump(mode="json", by_alias=True, exclude_none=True),
+                event.at,
             )
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
