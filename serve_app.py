@@ -487,6 +487,9 @@ def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any, v
 def main() -> int:
     """Run the engine in the foreground until SIGINT or SIGTERM."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Serve's proxy (uvicorn + websockets) hangs on a WebSocket request line over 8 KiB instead of
+    # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
+    os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
     setup_logging(settings.log_level)
     import ray
@@ -515,7 +518,13 @@ def main() -> int:
             include_dashboard=False,
             _temp_dir=str(settings.ray_temp_dir) if settings.ray_temp_dir and not settings.ray_address else None,
             namespace=NAMESPACE,
-            runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_AUTH_MODE": "disabled"}},
+            runtime_env={
+                "env_vars": {
+                    "PYTHONPATH": pythonpath,
+                    "RAY_AUTH_MODE": "disabled",
+                    "WEBSOCKETS_MAX_LINE_LENGTH": os.environ["WEBSOCKETS_MAX_LINE_LENGTH"],
+                }
+            },
             logging_level=logging.WARNING,
         )
         # Ray's core worker installs its own SIGTERM handler (which aborts): take the signals back.

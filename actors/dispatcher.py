@@ -80,8 +80,13 @@ class Dispatcher:
         return recovered
 
     async def _recover(self, why: str) -> int:
-        """Queue every open order that is not running here. Idempotent."""
-        open_orders = [o for o in await self._journal.open_orders() if o.order_id not in self._running]
+        """Queue every open order that is not running here. Idempotent.
+
+        Orders running when the read starts may finish during it and be read as open: skip
+        those too, or a finished order would be queued again with a stale state.
+        """
+        busy = set(self._running)
+        open_orders = [o for o in await self._journal.open_orders() if o.order_id not in busy | self._running]
         await self._orders.requeue(open_orders)
         for order in open_orders:
             log.info(
@@ -111,10 +116,11 @@ class Dispatcher:
                     await self._orders.mark_epoch(self._epoch)
                 elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
+                    busy = set(self._running)
                     queued = await self._orders.queued_ids()
                     stale = (time.time() - SWEEP_EVERY_S) * 1000
                     open_orders = [o for o in await self._journal.open_orders() if o.submitted_at < stale]
-                    skip = self._running | queued | self._given_up
+                    skip = busy | self._running | queued | self._given_up
                     lost = [o for o in open_orders if o.order_id not in skip and not _held_by_watcher(o)]
                     if lost:
                         await self._orders.requeue(lost)

@@ -31,15 +31,18 @@ class ReplicaSubscriptions:
 
     async def _poll_loop(self) -> None:
         incarnation: str | None = None
+        quick = False  # after a failed poll, ask at once: a restarted hub knows none of our orders yet
         while True:
             try:
-                hub_id, batch = await self.hub.poll.remote(self.replica_id, self._poll_timeout_s)
+                hub_id, batch = await self.hub.poll.remote(self.replica_id, 0.0 if quick else self._poll_timeout_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # hub restarting: streams fall back to PostgreSQL meanwhile
                 log.warning("hub poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                quick = True
                 await asyncio.sleep(0.5)
                 continue
+            quick = False
             if incarnation is not None and hub_id != incarnation:
                 await self._resubscribe()
             incarnation = hub_id

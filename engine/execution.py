@@ -9,6 +9,7 @@ publishes it (live), updates the hot copy, then persists it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -107,6 +108,9 @@ class OrderWorkflow:
             return None
         order, seq = loaded
         if is_terminal(order.status):
+            # Queued again by a race (or its Redis finish was lost): make the hot copy terminal too.
+            with contextlib.suppress(StoreUnavailable):
+                await self.active.finish(order)
             return order
         run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry)
         if order.cancel_requested:

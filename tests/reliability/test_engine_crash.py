@@ -1,0 +1,123 @@
+"""Whole-engine crash: kill -9 every engine process (Ray included) with ~50 orders in flight, then start again.
+
+Every order that got a 202 must reach exactly one terminal state, with at most one swap per
+route leg in the venues' ledger and the orders row naming the ledger's tx hash, within 10 s of
+the restart (counted from the moment the restarted engine answers /health) plus the venue time
+its remaining orders need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.e2e.wsclient import follow
+from tests.reliability.conftest import Stacks, engine_processes, kill_engine
+from tests.reliability.helpers import (
+    TERMINAL,
+    all_order_ids,
+    api_disagreements,
+    audit,
+    check_trail,
+    pg_connect,
+    redis_leftovers,
+    statuses,
+    submit_orders,
+    wait_mix,
+    wait_terminal,
+)
+
+pytestmark = pytest.mark.slow
+
+ORDERS = 50
+CONCURRENCY = 12
+QUOTE_MS = 300  # long enough that some orders are mid-quote at the kill
+SWAP_MS = (800, 1200)  # long enough that some are mid-swap
+ENV = {
+    "OEE_QUOTE_LATENCY_MS": str(QUOTE_MS),
+    "OEE_SWAP_LATENCY_MS": f"{SWAP_MS[0]}-{SWAP_MS[1]}",
+    "OEE_MAX_CONCURRENT_ORDERS": str(CONCURRENCY),
+}
+
+
+async def test_kill_9_the_whole_engine_mid_flight_then_restart(stacks: Stacks) -> None:
+    stack = stacks.new()
+    db = stack.stores.database_url
+    engine = stack.engine(**ENV)
+    await asyncio.to_thread(engine.start)
+
+    ids, keyed = await submit_orders(engine.url, ORDERS, key_prefix=f"crash-{secrets.token_hex(3)}")
+    # Kill when orders are mid-swap and mid-quote at once, with most still queued (best effort for the quote window).
+    waited = time.monotonic()
+    seen = await wait_mix(db, ids, {"submitted": 3, "routing": 1, "pending": 10}, timeout_s=20)
+    waited = time.monotonic() - waited
+    assert seen["submitted"] >= 1 and seen["pending"] >= 1, f"no order mid-swap or none queued: {dict(seen)}"
+    report = await asyncio.to_thread(kill_engine, engine)
+    killed_at = time.time()
+    assert not report.left, f"engine processes survived kill -9: {report.left}"
+    at_kill = Counter((await statuses(db, ids)).values())
+    conn = await pg_connect(db)
+    try:
+        landed_unconfirmed = await conn.fetchval(
+            "SELECT count(*) FROM venue_swaps s JOIN orders o USING (order_id) "
+            "WHERE o.order_id = any($1::text[]) AND o.status <> 'confirmed'",
+            ids,
+        )
+    finally:
+        await conn.close()
+    open_at_kill = sum(n for status, n in at_kill.items() if status not in TERMINAL)
+    print(
+        f"\ncrash: {ORDERS} accepted; killed {waited:.1f} s later; at the kill (PostgreSQL) {dict(at_kill)}; "
+        f"swaps landed but not confirmed {landed_unconfirmed}"
+    )
+    print(f"crash: {report.line()}")
+    assert open_at_kill > 0, "every order finished before the kill: the test proved nothing"
+
+    await asyncio.sleep(1.0)  # dead for a moment: nothing of the old engine may still be working
+    assert not engine_processes(engine.ray_dir)
+    launched = time.time()
+    await asyncio.to_thread(engine.start)
+    healthy = time.time()
+    venue_s = math.ceil(open_at_kill / CONCURRENCY) * (QUOTE_MS + SWAP_MS[1]) / 1000
+    budget_s = 10.0 + venue_s
+    await wait_terminal(db, ids, timeout_s=budget_s + 30)
+    result = await audit(db, ids)
+    recovery_s = result.last_terminal_ms / 1000 - healthy
+    terminal = sum(n for s, n in result.by_status.items() if s in TERMINAL)
+    print(
+        f"crash: recovered {terminal}/{ORDERS}, double swaps {len(result.double_swaps)}, tx mismatches {len(result.tx_mismatch)}; "
+        f"restart took {healthy - launched:.1f} s (down {launched - killed_at:.1f} s); last terminal state {recovery_s:.1f} s after "
+        f"the restarted engine was healthy (budget {budget_s:.1f} s = 10 s + {open_at_kill} open orders' venue time {venue_s:.1f} s)"
+    )
+    print(f"crash: {result.line()}")
+    assert not result.problems(), result.problems()
+    assert result.by_status["confirmed"] == ORDERS, (dict(result.by_status), dict(result.failure_reasons))  # small, liquid: all fill
+    assert recovery_s <= budget_s, f"recovery {recovery_s:.1f} s over budget {budget_s:.1f} s"
+
+    left = await redis_leftovers(stack.stores, ids)
+    stale = await api_disagreements(engine.url, db, ids)
+    assert not stale, f"GET /api/orders/{{id}} disagrees with PostgreSQL (seen, truth): {stale}"
+    assert left["active"] == [] and left["queued"] == [] and left["orphan_keys"] == [], left
+
+    # The streams tell the same story after the crash: whole history, in order, once.
+    sample = ids[:: max(1, ORDERS // 5)]
+    streams = await asyncio.gather(*(follow(engine.ws_url, i) for i in sample))
+    for order_id, (messages, code) in zip(sample, streams, strict=True):
+        events = [(m["seq"], m["status"]) for m in messages if m.get("type") == "status"]
+        assert events == result.trails[order_id] and check_trail(events) is None and code == 1000, (order_id, events, code)
+
+    # Idempotency-Keys survive the crash: a retried POST gets the original order, nothing new is stored.
+    replays = list(keyed.items())[:10]
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as client:
+        answers = await asyncio.gather(
+            *(client.post("/api/orders/execute", json=body, headers={"Idempotency-Key": key}) for key, (body, _) in replays)
+        )
+    assert [(a.status_code, a.json()["orderId"]) for a in answers] == [(202, order_id) for _, (_, order_id) in replays]
+    assert sorted(await all_order_ids(db)) == sorted(ids)
+    print(f"crash: {len(replays)} Idempotency-Key replays after the restart returned the original orders; rows {len(ids)}")
