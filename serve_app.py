@@ -444,7 +444,7 @@ class Ingress:
             """Send events after ``last`` in seq order; True once the terminal one is sent."""
             nonlocal last
             for event in sorted(events, key=lambda e: e["seq"]):
-                if event["seq"] <= last:
+                if event["seq"] <= last and not event.get("correction"):
                     continue
                 await websocket.send_json(event)
                 last = event["seq"]
@@ -482,6 +482,39 @@ def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any, v
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
     ).bind(settings, redis_url, database_url, hub, venues)
+
+
+def build_from_env(args: dict[str, Any]) -> Any:
+    """Application builder for ``serve deploy deploy/serve_config.yaml`` (a cluster).
+
+    Settings come from this task's environment (``runtime_env.env_vars``); Redis and PostgreSQL
+    must be set and reachable from every node. The engine's actors are owned by a detached
+    :class:`actors.supervisor.EngineSupervisor` (created once per cluster, reused after).
+    """
+    import ray
+
+    from actors.bootstrap import NAMESPACE
+    from actors.placement import singleton_options
+    from actors.supervisor import SUPERVISOR, EngineSupervisor
+    from engine.adapters.postgres import ensure_database, migrate
+
+    settings = Settings()  # this task's env, not the cached get_settings()
+    if not settings.redis_url or not settings.database_url:
+        raise ValueError("on a cluster, set OEE_REDIS_URL and OEE_DATABASE_URL to servers every node can reach")
+    asyncio.run(ensure_database(settings.database_url))
+    asyncio.run(_migrate(settings.database_url, migrate))
+    supervisor_class: Any = ray.remote(EngineSupervisor)
+    supervisor = supervisor_class.options(
+        name=SUPERVISOR,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=4,
+        **singleton_options(),
+    ).remote(settings)
+    hub, venues = ray.get([supervisor.hub.remote(), supervisor.venues.remote()])
+    return build_app(settings, settings.redis_url, settings.database_url, hub, venues)
 
 
 def main() -> int:

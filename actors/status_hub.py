@@ -40,7 +40,13 @@ class StatusHub:
         order_id = event["orderId"]
         log = self._logs.setdefault(order_id, [])
         if log and log[-1]["seq"] >= event["seq"]:
-            return  # a replayed publish (executor retry): already delivered
+            same = next((e for e in log if e["seq"] == event["seq"]), None)
+            if same is not None and same["status"] == event["status"]:
+                return  # a replayed publish (executor retry): already delivered
+            # Events are published before they are persisted: an executor that died in between left
+            # events here that PostgreSQL never got. The resumed run's event at that seq is the truth.
+            del log[next(i for i, e in enumerate(log) if e["seq"] >= event["seq"]) :]
+            event = {**event, "correction": True}
         log.append(event)
         self.published += 1
         for replica_id in self._subscribers.get(order_id, ()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -10,13 +11,33 @@ from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 from engine.venue import PoolView
 
+UNAVAILABLE_WAIT_S = 15.0
+"""How long a read (quote, snapshot, find_swap) waits for a quoter that is restarting, e.g. on
+another node after its node was lost, before it counts as a failed attempt."""
+
 
 class VenueClient:
-    """A quoter actor seen as an :class:`engine.venue.Venue`. Lost actors become transient venue errors."""
+    """A quoter actor seen as an :class:`engine.venue.Venue`. Lost actors become transient venue errors.
+
+    Reads are idempotent, so they are retried while the actor restarts; a swap is not (the
+    workflow asks ``find_swap`` before any new swap instead).
+    """
 
     def __init__(self, name: VenueName, handle: Any) -> None:
         self.name = name
         self.handle = handle
+
+    async def _read(self, method: str, *args: Any) -> Any:
+        deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WAIT_S
+        while True:
+            try:
+                return await self._call(getattr(self.handle, method).remote(*args))
+            except TransientVenueError as exc:
+                if not isinstance(exc.__cause__, RayActorError | ActorUnavailableError):
+                    raise
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def _call(self, ref: Any) -> Any:
         try:
@@ -30,11 +51,11 @@ class VenueClient:
             raise TransientVenueError(self.name.value, f"venue unreachable ({type(exc).__name__})") from exc
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
-        result: DexQuote = await self._call(self.handle.quote.remote(token_in, token_out, amount))
+        result: DexQuote = await self._read("quote", token_in, token_out, amount)
         return result
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
-        result: PoolView | None = await self._call(self.handle.snapshot.remote(token_in, token_out))
+        result: PoolView | None = await self._read("snapshot", token_in, token_out)
         return result
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
@@ -42,7 +63,7 @@ class VenueClient:
         return result
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
-        result: SwapResult | None = await self._call(self.handle.find_swap.remote(order_id))
+        result: SwapResult | None = await self._read("find_swap", order_id)
         return result
 
 

@@ -151,7 +151,9 @@ async def test_list_orders_filters_and_pages_newest_first(engine: EngineProcess)
     async with httpx.AsyncClient(base_url=engine.url) as client:
         ids = []
         for _ in range(3):
-            ids.append((await client.post("/api/orders/execute", json={"tokenIn": "JUP", "tokenOut": "USDC", "amount": 3})).json()["orderId"])
+            ids.append(
+                (await client.post("/api/orders/execute", json={"tokenIn": "JUP", "tokenOut": "USDC", "amount": 3})).json()["orderId"]
+            )
         first = (await client.get("/api/orders", params={"tokenIn": "JUP", "limit": 2})).json()
         second = (await client.get("/api/orders", params={"tokenIn": "JUP", "limit": 2, "cursor": first["nextCursor"]})).json()
         limits = (await client.get("/api/orders", params={"orderType": "LIMIT"})).json()

@@ -268,7 +268,9 @@ async def test_resumed_order_whose_swap_landed_is_not_failed_when_requotes_fail(
 
 
 @pytest.mark.parametrize("status", [S.CONFIRMED, S.FAILED])
-async def test_terminal_order_returns_immediately_after_repairing_redis(fakes, journal, sink, active, clock, make_workflow, venues, status) -> None:
+async def test_terminal_order_returns_immediately_after_repairing_redis(
+    fakes, journal, sink, active, clock, make_workflow, venues, status
+) -> None:
     order = fakes.order(status=status, attempts=2)
     journal.put(order, seq=6)
 

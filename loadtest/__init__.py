@@ -1,0 +1,1 @@
+"""Load tests (locust scenarios) and the one-command benchmark (``python -m loadtest.bench``)."""

@@ -1,0 +1,88 @@
+"""The benchmark harness runs end to end in its tiny mode and writes a complete report. No performance assertions.
+
+``python -m loadtest.bench --quick --tiny`` starts three engines (overlapped), runs every measurement for a
+second or two, and must exit 0 and leave a JSON report with every section and a number in every field
+that the table is built from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.embedded import port_open
+from tests.conftest import ROOT
+
+LIMIT_S = 115  # the whole run, engines' start and stop included
+
+REQUIRED: dict[str, list[str]] = {
+    "intake": [
+        "runs.post_c10.rps",
+        "runs.post_c10.p50_ms",
+        "runs.post_c10.p99_ms",
+        "runs.post_c10.errors",
+        "runs.post_c50.rps",
+        "runs.post_c50.p99_ms",
+        "runs.ceiling_c10.rps",
+        "runs.ceiling_c50.rps",
+        "runs.ceiling_c50.p99_ms",
+        "durability_cost_ratio.c10",
+        "durability_cost_ratio.c50",
+    ],
+    "capacity": ["orders_per_s", "accepted", "not_terminal", "missing_in_postgres", "drain_s"],
+    "overhead": ["measured_orders", "overhead_p50_ms", "overhead_p99_ms", "routing_ratio_p50", "routing_ratio_p99"],
+    "fanout": ["subscribers", "connected", "latency_p50_ms", "latency_p99_ms", "dropped_events", "live_events"],
+    "memory": ["idle_rss_mb", "idle_processes", "load_rss_mb"],
+}
+
+
+def _field(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        assert isinstance(data, dict) and part in data, f"missing {dotted}"
+        data = data[part]
+    return data
+
+
+@pytest.mark.timeout(LIMIT_S + 90)
+def test_tiny_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
+    if not (port_open("127.0.0.1", 5432) and port_open("127.0.0.1", 6379)):
+        pytest.skip("the benchmark needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OEE_")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    cmd = [sys.executable, "-m", "loadtest.bench", "--quick", "--tiny", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = proc.communicate(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the bench stops its engines and drops its stores on SIGTERM
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        pytest.fail(f"the tiny benchmark took more than {LIMIT_S} s:\n{output[-4000:]}")
+    assert proc.returncode == 0, output[-4000:]
+
+    reports = list(tmp_path.glob("bench-*.json"))
+    assert len(reports) == 1, sorted(p.name for p in tmp_path.iterdir())
+    assert len(list(tmp_path.glob("bench-*.csv"))) == 1
+    data = json.loads(reports[0].read_text())
+    assert "error" not in data, data.get("error")
+    for section, fields in REQUIRED.items():
+        assert section in data, f"section {section} missing"
+        for dotted in fields:
+            value = _field(data[section], dotted)
+            assert isinstance(value, int | float) and not isinstance(value, bool), f"{section}.{dotted} = {value!r}"
+            assert math.isfinite(value), f"{section}.{dotted} = {value!r}"
+    assert data["fanout"]["connected"] == data["fanout"]["subscribers"]
+    for engine in data["engines"]:
+        assert engine["exit_code"] == 0, engine
+        assert not engine["raylet_left"], engine
