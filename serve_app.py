@@ -477,10 +477,12 @@ class Ingress:
 
 def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any] | None = None) -> Any:
     deployment: Any = Ingress
+    spread = {"max_replicas_per_node": settings.ingress_max_replicas_per_node} if settings.ingress_max_replicas_per_node else {}
     return deployment.options(
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        **spread,
     ).bind(settings, redis_url, database_url, hub, venues)
 
 
@@ -560,6 +562,12 @@ def main() -> int:
             },
             logging_level=logging.WARNING,
         )
+        alive = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        if settings.ray_address and len(alive) > 1 and _local_only(deps):
+            raise SystemExit(
+                "this Ray cluster has several nodes, but Redis/PostgreSQL are embedded or on 127.0.0.1: actors on other "
+                "nodes could not reach them. Set OEE_REDIS_URL and OEE_DATABASE_URL to addresses every node can reach."
+            )
         # Ray's core worker installs its own SIGTERM handler (which aborts): take the signals back.
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
@@ -584,6 +592,12 @@ def main() -> int:
         deps.stop()
         log.info("engine stopped")
     return 0
+
+
+def _local_only(deps: Any) -> bool:
+    """True if a store is embedded or on the loopback (unreachable from another node)."""
+    urls = (deps.redis_url, deps.database_url)
+    return bool(deps.embedded) or any(h in u for u in urls for h in ("127.0.0.1", "localhost", "[::1]", "host=/"))
 
 
 def _supervise(actors: Any) -> None:

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
 
     # Ingress
     ingress_replicas: int = Field(default=1, ge=1)
+    ingress_max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread ingress replicas over nodes")
     max_ongoing_requests: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
     log_level: str = "INFO"
