@@ -45,7 +45,7 @@ class OrderExecutor:
         if self._workflow is None:
             async with self._lock:
                 if self._workflow is None:
-                    self._pool = await create_pool(self._database_url, min_size=1, max_size=self._settings.max_concurrent_orders + 2)
+                    self._pool = await create_pool(self._database_url, min_size=1, max_size=self._pool_size())
                     self._redis = redis_store.connect(self._redis_url)
                     self._workflow = OrderWorkflow(
                         venues={name: VenueClient(name, handle) for name, handle in self._venue_handles.items()},
@@ -59,6 +59,11 @@ class OrderExecutor:
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                     )
         return self._workflow
+
+    def _pool_size(self) -> int:
+        """Connections for this executor's share of the running orders (PostgreSQL's are few: ~100)."""
+        share = -(-self._settings.max_concurrent_orders // self._settings.executor_pool_size)
+        return max(4, min(share + 2, 30))
 
     async def ready(self) -> bool:
         await self._ready()
