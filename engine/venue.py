@@ -14,6 +14,8 @@ import contextlib
 import copy
 import math
 import random
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -119,6 +121,8 @@ class SimulatedVenue:
     timing: VenueTiming = field(default_factory=VenueTiming)
     drift: Drift = field(default_factory=Drift)
     seed: int = 7
+    signatures: Callable[[], bytes] = field(default=lambda: secrets.token_bytes(64))
+    """Source of transaction signatures. Not the seeded rng: a restarted venue would repeat them."""
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
     _inflight: dict[str, asyncio.Future[SwapResult]] = field(init=False, default_factory=dict)
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
@@ -250,7 +254,7 @@ class SimulatedVenue:
         result = SwapResult(
             venue=self.name,
             order_id=order_id,
-            tx_hash=b58encode(self.rng.randbytes(64)),
+            tx_hash=b58encode(self.signatures()),
             amount_in=quote.amount_in,
             amount_out=fill.amount_out,
             execution_price=fill.amount_out / quote.amount_in,
