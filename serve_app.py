@@ -526,6 +526,8 @@ def main() -> int:
     # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
+    if settings.ingress_mode == "haproxy":
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read by the Serve controller this process starts
     setup_logging(settings.log_level)
     import ray
 
@@ -544,6 +546,7 @@ def main() -> int:
 
     deps = resolve_dependencies(settings)
     actors = None
+    node_id: str | None = None
     try:
         asyncio.run(_migrate(deps.database_url, migrate))
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -573,6 +576,7 @@ def main() -> int:
         signal.signal(signal.SIGTERM, _on_signal)
         if stop.is_set():
             return 0
+        node_id = ray.get_runtime_context().get_node_id()
         actors = start_actors(settings, deps.redis_url, deps.database_url)
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(
@@ -589,9 +593,23 @@ def main() -> int:
             stop_actors(actors)
         with contextlib.suppress(Exception):
             ray.shutdown()
+        if settings.ingress_mode == "haproxy" and node_id and not settings.ray_address:
+            _stop_haproxy(node_id)
         deps.stop()
         log.info("engine stopped")
     return 0
+
+
+def _stop_haproxy(node_id: str) -> None:
+    """Serve's HAProxy binary outlives ``ray.shutdown``; stop the one this engine's node started."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "haproxy" in cmdline and node_id in cmdline:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+                proc.wait(5)
 
 
 def _local_only(deps: Any) -> bool:

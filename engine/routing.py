@@ -41,6 +41,7 @@ def choose_route(
     least ``min_out_floor`` (a LIMIT order's limit).
     """
     quotes: list[DexQuote] = []
+    too_deep: list[DexQuote] = []  # too much impact for the whole order, but maybe fine for a share of it
     rejected: dict[str, str] = {}
     transient = False
     for venue, outcome in sorted(outcomes.items()):
@@ -49,6 +50,7 @@ def choose_route(
             transient = transient or not isinstance(outcome, NoPoolError)
         elif outcome.price_impact_pct > max_price_impact_pct:
             rejected[venue.value] = f"price impact {outcome.price_impact_pct:.2f}% exceeds {max_price_impact_pct:g}%"
+            too_deep.append(outcome)
             transient = True
         else:
             quotes.append(outcome)
@@ -66,13 +68,15 @@ def choose_route(
 
     others = [q for q in quotes if q is not best]
     slip = 1.0 - slippage_bps / 10_000
-    if others and curves is not None and best.venue in curves and best.price_impact_pct >= SPLIT_MIN_IMPACT_PCT:
-        runner_up = max(others, key=lambda q: q.amount_out)
+    partners = others + too_deep
+    if partners and curves is not None and best.venue in curves and best.price_impact_pct >= SPLIT_MIN_IMPACT_PCT:
+        runner_up = max(partners, key=lambda q: q.amount_out)
         if runner_up.venue in curves:
             split = best_split(curves[best.venue], curves[runner_up.venue], best.amount_in)
             smaller = min(split.share_a, 1.0 - split.share_a)
             if smaller >= MIN_LEG_SHARE and split.total > best.amount_out * (1.0 + SPLIT_MIN_GAIN):
-                return _split_decision(best, runner_up, split, quotes, rejected, slip, min_out_floor)
+                rejected.pop(runner_up.venue.value, None)  # its share is within bounds
+                return _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor)
     if not others:
         reason = f"only {best.venue.value} quoted ({_fmt(best.amount_out)} {best.token_out})"
         if rejected:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     sim_admin: bool = Field(default=False, description="Enable /api/sim/* (list a pool, move a price): simulation only")
 
     # Ingress
+    ingress_mode: Literal["proxy", "haproxy"] = Field(
+        default="proxy", description="proxy: Serve's HTTP proxy actor; haproxy: Serve's HAProxy ingress (~5x the intake here)"
+    )
     ingress_replicas: int = Field(default=1, ge=1)
     ingress_max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread ingress replicas over nodes")
     max_ongoing_requests: int = Field(default=2000, ge=1)

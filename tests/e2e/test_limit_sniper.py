@@ -128,7 +128,7 @@ async def test_sniper_fires_when_a_pool_is_listed(engine: EngineProcess) -> None
 
 async def test_large_order_is_split_across_both_venues(engine: EngineProcess) -> None:
     async with httpx.AsyncClient(base_url=engine.url) as client:
-        body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 15_000, "slippageBps": 300}
+        body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 30_000, "slippageBps": 300}
         order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
         messages, _ = await follow(engine.ws_url, order_id)
     decision = next(m for m in messages if m.get("status") == "building")["routingDecision"]
