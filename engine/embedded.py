@@ -114,13 +114,13 @@ def resolve_dependencies(settings: Settings) -> Dependencies:
     try:
         if settings.redis_url:
             deps.redis_url = settings.redis_url
-        elif redis_answers("127.0.0.1", 6379):
+        elif settings.embedded != "always" and redis_answers("127.0.0.1", 6379):
             deps.redis_url = LOCAL_REDIS_URL
         else:
             deps.redis_url = _start_redis(settings.data_dir / "redis", deps)
         if settings.database_url:
             deps.database_url = settings.database_url
-        elif port_open("127.0.0.1", 5432):
+        elif settings.embedded != "always" and port_open("127.0.0.1", 5432):
             deps.database_url = LOCAL_DATABASE_URL
         else:
             deps.database_url = _start_postgres(settings.data_dir / "pg", deps)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     database_url: str | None = None
     data_dir: Path = Path(".oee-data")
+    embedded: Literal["auto", "always"] = Field(
+        default="auto", description="auto: embedded Redis/PostgreSQL only if none is configured or listening locally; always: embedded"
+    )
     redis_prefix: str = Field(default="oee:", description="Prefix of every Redis key the engine writes")
     ray_address: str | None = Field(default=None, description="Join this Ray cluster instead of starting one")
     ray_num_cpus: int | None = Field(default=None, description="CPUs of the local Ray started by the engine")
