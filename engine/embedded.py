@@ -78,7 +78,8 @@ def _start_redis(data_dir: Path, deps: Dependencies) -> str:
         [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with_parent,  # a killed engine leaves no Redis behind
+        start_new_session=True,  # a Ctrl-C to the terminal's group must not stop it before the engine is done with it
     )
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port):
