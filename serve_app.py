@@ -527,7 +527,13 @@ def main() -> int:
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
     if settings.ingress_mode == "haproxy":
+        from engine.embedded import free_port
+
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read by the Serve controller this process starts
+        # HAProxy's metrics and stats listeners default to fixed ports (9101, 8404): two engines on one
+        # machine would collide, so take free ones unless the operator chose.
+        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
+        os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
     setup_logging(settings.log_level)
     import ray
 
