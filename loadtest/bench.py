@@ -76,6 +76,7 @@ import aiohttp
 import asyncpg
 import psutil
 
+from engine.embedded import port_open
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from loadtest.clients import (
     LoopLag,
@@ -88,7 +89,7 @@ from loadtest.clients import (
     submit_orders,
     subscribe,
 )
-from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, label, port_open
+from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, label
 
 TERMINAL = sorted(s.value for s in LIFECYCLE_TERMINAL)  # the engine's own definition
 INTAKE_GOALS = {10: 750.0, 50: 1425.0}  # 1.5x of 500 and 950 req/s

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -45,32 +43,12 @@ import asyncpg
 import psutil
 import redis.asyncio as aioredis
 
+from engine.embedded import _die_with_parent, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/12"
-FORBIDDEN_PORTS = frozenset({8000, 8011, 8077})
 SHARED_SERVERS = {"postgres": "postgres server (shared)", "redis-server": "redis server (shared)"}
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in FORBIDDEN_PORTS:
-            return port
-
-
-def port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM it (a clean engine stop) if the benchmark process dies, even by SIGKILL."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _open_log(path: Path) -> IO[bytes]:

@@ -34,10 +34,9 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from engine.embedded import free_port
 from tests.conftest import ROOT, TestStores
 from tests.engine_process import EngineProcess
-
-FORBIDDEN_PORTS = frozenset({5432, 6379, 8000, 8011, 8077})
 
 FAST_ENV = {
     "OEE_QUOTE_LATENCY_MS": "50",
@@ -47,15 +46,6 @@ FAST_ENV = {
     "OEE_RATE_LIMIT_BURST": "100",
     "OEE_LOG_LEVEL": "INFO",
 }
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in FORBIDDEN_PORTS:
-            return port
 
 
 def run_sync(coro: Any) -> Any:
