@@ -10,6 +10,7 @@ from engine.adapters.redis_store import Band, band_of
 from engine.execution import OrderWorkflow
 from engine.models import DexQuote, OrderEvent, OrderStatus, OrderType, RouteLeg, RoutingDecision, SwapResult, VenueName
 from engine.pools import ConstantProductPool
+from tests.unit.test_routing import quote
 
 S, T = OrderStatus, OrderType
 R, M = VenueName.RAYDIUM, VenueName.METEORA
@@ -394,19 +395,7 @@ async def test_without_split_routing_no_snapshot_is_taken(fakes, journal, make_w
 
 
 def dex_quote(venue: VenueName, amount_in: float, amount_out: float) -> DexQuote:
-    return DexQuote(
-        venue=venue,
-        token_in="SOL",
-        token_out="USDC",
-        amount_in=amount_in,
-        amount_out=amount_out,
-        price=amount_out / amount_in,
-        spot_price=amount_out / amount_in,
-        fee_bps=25.0,
-        price_impact_pct=1.0,
-        liquidity=1e6,
-        quoted_at=1_764_000_000_000.0,
-    )
+    return quote(venue, amount_out, impact=1.0, amount_in=amount_in)
 
 
 def split_decision() -> RoutingDecision:
