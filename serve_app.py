@@ -11,8 +11,10 @@ import base64
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -526,14 +528,7 @@ def main() -> int:
     # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
-    if settings.ingress_mode == "haproxy":
-        from engine.embedded import free_port
-
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read by the Serve controller this process starts
-        # HAProxy's metrics and stats listeners default to fixed ports (9101, 8404): two engines on one
-        # machine would collide, so take free ones unless the operator chose.
-        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
-        os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+    haproxy_dir = _haproxy_environment() if settings.ingress_mode == "haproxy" else None
     setup_logging(settings.log_level)
     import ray
 
@@ -601,9 +596,35 @@ def main() -> int:
             ray.shutdown()
         if settings.ingress_mode == "haproxy" and node_id and not settings.ray_address:
             _stop_haproxy(node_id)
+        if haproxy_dir is not None:
+            shutil.rmtree(haproxy_dir, ignore_errors=True)
         deps.stop()
         log.info("engine stopped")
     return 0
+
+
+def _haproxy_environment() -> str:
+    """Turn on Serve's HAProxy ingress for the Ray this process starts (its raylet passes the
+    environment on to the Serve controller), with files and ports of this engine's own.
+
+    Serve's defaults put HAProxy's config, admin socket and server state under one fixed
+    ``/tmp/haproxy-serve`` and its metrics/stats listeners on fixed ports (9101, 8404): two
+    engines on one machine then rewrite each other's config and one's requests reach the
+    other's replicas. Returns the directory to remove at exit.
+    """
+    from engine.embedded import free_port
+
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    # the admin socket's path must stay under the 107-byte limit of a unix socket: keep it in /tmp
+    directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", f"{directory}/haproxy.cfg")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_SOCKET_PATH", f"{directory}/admin.sock")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", directory)
+    os.environ.setdefault("RAY_SERVE_HAPROXY_SERVER_STATE_FILE", f"{directory}/server-state")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", f"{directory}/metrics.sock")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
+    os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+    return directory
 
 
 def _stop_haproxy(node_id: str) -> None:

@@ -36,7 +36,17 @@ class StatusHub:
         self._wakeups.setdefault(replica_id, asyncio.Event())
         return self._inboxes.setdefault(replica_id, [])
 
+    async def publish_many(self, events: list[dict[str, Any]]) -> None:
+        """Events of many orders in one call (an executor's batch), each as :meth:`publish`."""
+        for event in events:
+            self._publish(event)
+        self._expire()
+
     async def publish(self, event: dict[str, Any]) -> None:
+        self._publish(event)
+        self._expire()
+
+    def _publish(self, event: dict[str, Any]) -> None:
         order_id = event["orderId"]
         log = self._logs.setdefault(order_id, [])
         if log and log[-1]["seq"] >= event["seq"]:
@@ -56,7 +66,6 @@ class StatusHub:
         if event["status"] in TERMINAL:
             self._finished_at[order_id] = time.monotonic()
             self._subscribers.pop(order_id, None)
-        self._expire()
 
     async def subscribe(self, replica_id: str, order_id: str) -> list[dict[str, Any]]:
         """Register interest; return the events so far. Later ones arrive through ``poll``."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
+from engine.batching import Coalescer
 from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 from engine.venue import PoolView
@@ -81,10 +82,16 @@ class WatcherClient:
 
 
 class HubSink:
-    """The StatusHub actor seen as an :class:`engine.ports.EventSink`."""
+    """The StatusHub actor seen as an :class:`engine.ports.EventSink`. Events published while a
+    call is under way go together in the next (one actor call for many orders' events)."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+        self._batches: Coalescer[dict[str, Any], None] = Coalescer(self._publish_many, max_batch=512, max_in_flight=2)
 
     async def publish(self, event: OrderEvent) -> None:
-        await self.handle.publish.remote(event.to_message())
+        await self._batches.submit(event.to_message())
+
+    async def _publish_many(self, messages: list[dict[str, Any]]) -> list[None]:
+        await self.handle.publish_many.remote(messages)
+        return [None] * len(messages)

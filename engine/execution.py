@@ -2,8 +2,9 @@
 
 :class:`OrderWorkflow` holds no Ray, Redis or PostgreSQL code: venues, the event
 sink, the journal and the active-order cache are ports handed in. Every transition
-goes through :meth:`OrderRun.emit`, which checks it against the lifecycle table,
-publishes it (live), updates the hot copy, then persists it.
+goes through :meth:`OrderRun.emit`, which checks it against the lifecycle table and
+hands it to the order's delivery chain: published (live) first, then the hot copy and
+the journal, beside the workflow's own venue calls.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ S = OrderStatus
 
 @dataclass
 class OrderRun:
-    """One order being worked on: its current state and the seq of its last event."""
+    """One order being worked on: its current state and the seq of its last event.
+
+    :meth:`emit` moves the state at once and hands the event to a delivery chain that runs
+    beside the workflow: hub publish (live), then the hot copy and the journal together. The
+    chain is per order, so every store sees its events in seq order; :meth:`settled` waits for
+    it. The workflow waits where it matters: before a swap (the decision must be durable) and
+    before it returns (the state must be).
+    """
 
     order: Order
     seq: int
@@ -43,35 +51,46 @@ class OrderRun:
     active: ActiveOrders
     clock: Clock
     store_retry: RetryPolicy
+    _tail: asyncio.Future[None] | None = None
 
     async def emit(self, status: OrderStatus, **fields: Any) -> Order:
         check_transition(self.order.status, status)
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
+        self.order = self.order.apply(event)
+        self.seq = event.seq
+        self._tail = asyncio.ensure_future(self._deliver(self._tail, self.order, event))
+        return self.order
+
+    async def settled(self) -> None:
+        """Wait until every event emitted so far is published, in Redis and in PostgreSQL."""
+        if self._tail is not None:
+            await asyncio.shield(self._tail)
+
+    async def _deliver(self, previous: asyncio.Future[None] | None, order: Order, event: OrderEvent) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)
         try:
             await self.sink.publish(event)
         except Exception:  # the stream is best effort; the journal below is not
             log.warning("status hub publish failed", extra={"order_id": event.order_id, "seq": event.seq}, exc_info=True)
-        self.order = self.order.apply(event)
-        self.seq = event.seq
-        try:
-            await self.active.update(self.order)
-        except StoreUnavailable:
-            log.warning("redis update failed; continuing", extra={"order_id": event.order_id})
-        await self._persist(event)
-        if is_terminal(status):
-            try:
-                await self.active.finish(self.order)
-            except StoreUnavailable:
-                log.warning("redis finish failed; reconciliation will drop it", extra={"order_id": event.order_id})
-        return self.order
+        await asyncio.gather(self._hot_copy(order), self._persist(order, event))
 
-    async def _persist(self, event: OrderEvent) -> None:
+    async def _hot_copy(self, order: Order) -> None:
+        try:
+            if is_terminal(order.status):
+                await self.active.finish(order)
+            else:
+                await self.active.update(order)
+        except StoreUnavailable:
+            log.warning("redis update failed; continuing (reconciliation rebuilds it)", extra={"order_id": order.order_id})
+
+    async def _persist(self, order: Order, event: OrderEvent) -> None:
         """Write to the journal, waiting out a PostgreSQL outage rather than losing the event."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.journal.record(self.order, event)
+                await self.journal.record(order, event)
                 return
             except StoreUnavailable as exc:
                 delay = self.store_retry.delay_after(min(attempt, 6))
@@ -113,13 +132,16 @@ class OrderWorkflow:
                 await self.active.finish(order)
             return order
         run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry)
-        if order.cancel_requested:
-            return await self._close(run, S.CANCELLED, "cancelled by the client")
-        if order.status in (S.PENDING, S.WAITING) and order.expires_at is not None and self.clock.epoch_ms() >= order.expires_at:
-            return await self._close(run, S.EXPIRED, "expired before its condition was met")
-        if order.order_type in TRIGGERED_TYPES and order.triggered_at is None and order.status in (S.PENDING, S.WAITING):
-            return await self._wait(run, _waiting_reason(order))
-        return await self._execute(run)
+        try:
+            if order.cancel_requested:
+                return await self._close(run, S.CANCELLED, "cancelled by the client")
+            if order.status in (S.PENDING, S.WAITING) and order.expires_at is not None and self.clock.epoch_ms() >= order.expires_at:
+                return await self._close(run, S.EXPIRED, "expired before its condition was met")
+            if order.order_type in TRIGGERED_TYPES and order.triggered_at is None and order.status in (S.PENDING, S.WAITING):
+                return await self._wait(run, _waiting_reason(order))
+            return await self._execute(run)
+        finally:
+            await run.settled()  # returning means the state is durable: the dispatcher may hand the order out again
 
     async def fail(self, order_id: str, reason: str) -> Order | None:
         """Move an open order straight to FAILED (used when it cannot be executed at all)."""
@@ -127,7 +149,10 @@ class OrderWorkflow:
         if loaded is None or is_terminal(loaded[0].status):
             return loaded[0] if loaded else None
         run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
-        return await self._fail(run, reason)
+        try:
+            return await self._fail(run, reason)
+        finally:
+            await run.settled()
 
     async def _fail(self, run: OrderRun, reason: str) -> Order:
         """End the order as FAILED, unless its swaps all landed after all (then confirm with them).
@@ -163,6 +188,7 @@ class OrderWorkflow:
             await run.emit(S.WAITING, reason=reason)
         if self.watcher is None:
             raise RuntimeError("a LIMIT/SNIPER order needs a watcher")
+        await run.settled()  # the watcher may trigger it at once: a new run must load it as waiting
         await self.watcher.watch(run.order)
         return run.order
 
@@ -203,7 +229,10 @@ class OrderWorkflow:
                         ),
                     )
                 await run.emit(S.BUILDING, routing_decision=decision)
-                if not await self.journal.claim_submit(order_id):
+                # The decision must be durable before any swap (a resumed run swaps its missing legs);
+                # its write and the claim go together.
+                _, claimed = await asyncio.gather(run.settled(), self.journal.claim_submit(order_id))
+                if not claimed:
                     return await self._close(run, S.CANCELLED, "cancelled by the client")
                 await run.emit(S.SUBMITTED)
                 swaps = await self._swap_legs(order_id, decision)

@@ -2,7 +2,8 @@
 
 Pure parsing lives in :func:`parse_order`; :class:`OrderIntake` writes PostgreSQL
 (the source of truth) then Redis (active set + queue) and undoes the first write
-if the second fails, so a refused order leaves nothing behind.
+if the second fails, so a refused order leaves nothing behind. Concurrent requests
+are written together (one statement, one pipeline per batch).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.ids import new_order_id
 from engine.market import venues_trading
@@ -115,15 +117,27 @@ def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
     return order, OrderEvent(order_id=order_id, seq=1, status=OrderStatus.PENDING, at=now_ms)
 
 
+@dataclass(frozen=True)
+class NewOrder:
+    """An order to store at intake, with its first event and its idempotency key (if any)."""
+
+    order: Order
+    first: OrderEvent
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
 class IntakeJournal(Protocol):
-    async def insert_order(
-        self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
-    ) -> None: ...
-    async def delete_order(self, order_id: str) -> None: ...
+    async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
+        """Store every order of ``batch`` with its first event, atomically; per order, None if
+        stored or the earlier order its idempotency key belongs to."""
+        ...
+
+    async def delete_orders(self, order_ids: list[str]) -> None: ...
 
 
 class IntakeQueue(Protocol):
-    async def accept(self, order: Order) -> None: ...
+    async def accept_many(self, orders: list[Order]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -133,31 +147,49 @@ class Accepted:
 
 
 class OrderIntake:
-    def __init__(self, journal: IntakeJournal, queue: IntakeQueue) -> None:
+    """Stores orders durably: PostgreSQL, then Redis, or neither.
+
+    Concurrent submissions share round trips (one INSERT and one Redis pipeline per batch, see
+    :class:`engine.batching.Coalescer`); each caller still gets its answer only once its order
+    is in both stores, so a 202 keeps meaning "durable".
+    """
+
+    def __init__(self, journal: IntakeJournal, queue: IntakeQueue, max_batch: int = 128, max_in_flight: int = 2) -> None:
         self.journal = journal
         self.queue = queue
+        self._writer: Coalescer[NewOrder, Accepted | Rejection] = Coalescer(self._store, max_batch, max_in_flight)
 
     async def submit(self, request: OrderRequest, now_ms: float, idempotency_key: str | None = None) -> Accepted | Rejection:
         order, first = new_order(request, now_ms)
         fingerprint = request_fingerprint(request) if idempotency_key else None
+        return await self._writer.submit(NewOrder(order, first, idempotency_key, fingerprint))
+
+    async def _store(self, batch: list[NewOrder]) -> list[Accepted | Rejection]:
         try:
-            await self.journal.insert_order(order, first, idempotency_key, fingerprint)
-        except DuplicateRequest as dup:
-            if dup.request_hash != fingerprint:
-                return Rejection(422, "Idempotency key reused", "this Idempotency-Key was used with a different request body")
-            return Accepted(dup.order_id, replayed=True)
+            found = await self.journal.insert_orders(batch)
         except StoreUnavailable as exc:
-            return Rejection(
-                503, "Service unavailable", f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted"
-            )
+            message = f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted"
+            return [Rejection(503, "Service unavailable", message)] * len(batch)
+        results: list[Accepted | Rejection] = []
+        fresh: list[Order] = []
+        for item, duplicate in zip(batch, found, strict=True):
+            if duplicate is None:
+                fresh.append(item.order)
+                results.append(Accepted(item.order.order_id))
+            elif duplicate.request_hash != item.request_hash:
+                results.append(Rejection(422, "Idempotency key reused", "this Idempotency-Key was used with a different request body"))
+            else:
+                results.append(Accepted(duplicate.order_id, replayed=True))
+        if not fresh:
+            return results
         try:
-            await self.queue.accept(order)
+            await self.queue.accept_many(fresh)
         except StoreUnavailable as exc:
             try:
-                await self.journal.delete_order(order.order_id)
+                await self.journal.delete_orders([o.order_id for o in fresh])
             except StoreUnavailable:
-                log.error("intake compensation failed; order left pending in postgres", extra={"order_id": order.order_id})
-            return Rejection(
-                503, "Service unavailable", f"the order could not be queued ({exc.store} is unavailable); nothing was accepted"
-            )
-        return Accepted(order.order_id)
+                log.error("intake compensation failed; orders left pending in postgres", extra={"orders": len(fresh)})
+            message = f"the order could not be queued ({exc.store} is unavailable); nothing was accepted"
+            refused = Rejection(503, "Service unavailable", message)
+            return [refused if isinstance(r, Accepted) and not r.replayed else r for r in results]
+        return results

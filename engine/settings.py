@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     # Ingress
     ingress_mode: Literal["proxy", "haproxy"] = Field(
-        default="proxy", description="proxy: Serve's HTTP proxy actor; haproxy: Serve's HAProxy ingress (~5x the intake here)"
+        default="haproxy", description="haproxy: Serve's HAProxy ingress (~5x the intake here); proxy: Serve's HTTP proxy actor"
     )
     ingress_replicas: int = Field(default=1, ge=1)
     ingress_max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread ingress replicas over nodes")

@@ -16,7 +16,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.intake import NewOrder
 from engine.models import Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
 
 log = logging.getLogger("engine.postgres")
@@ -210,6 +212,7 @@ class PostgresJournal:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._records: Coalescer[tuple[Order, OrderEvent], None] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -226,35 +229,41 @@ class PostgresJournal:
     async def insert_order(
         self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
     ) -> None:
-        """Store a new order and its first event in one transaction.
+        """Store one new order; raises :class:`DuplicateRequest` if ``idempotency_key`` was already used."""
+        (duplicate,) = await self.insert_orders([NewOrder(order, first, idempotency_key, request_hash)])
+        if duplicate is not None:
+            raise duplicate
 
-        Raises :class:`DuplicateRequest` if ``idempotency_key`` was already used.
+    async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
+        """Store new orders and their first events in one statement (atomic, one round trip).
+
+        An order whose idempotency key is already taken is not stored: its slot in the answer
+        holds the order that key created (a key used twice within the batch: the first wins).
         """
-        try:
-            await self._insert_order(order, first, idempotency_key, request_hash)
-        except asyncpg.UniqueViolationError as exc:
-            if idempotency_key is None:
-                raise
-            found = await self.find_by_idempotency_key(idempotency_key)
-            if found is None:  # the other request rolled back meanwhile: try once more
-                await self._insert_order(order, first, idempotency_key, request_hash)
-                return
-            raise DuplicateRequest(*found) from exc
+        answer: dict[str, DuplicateRequest | None] = {}
+        pending = list(batch)
+        for _ in range(3):  # a key's holder can be deleted (intake compensation) between the two reads
+            stored = await self._insert_orders(pending)
+            keys = [n.idempotency_key for n in pending if n.order.order_id not in stored and n.idempotency_key is not None]
+            holders = await self._key_holders(keys) if keys else {}
+            retry: list[NewOrder] = []
+            for item in pending:
+                if item.order.order_id in stored:
+                    answer[item.order.order_id] = None
+                elif item.idempotency_key in holders:
+                    answer[item.order.order_id] = DuplicateRequest(*holders[item.idempotency_key])
+                else:
+                    retry.append(item)
+            if not retry:
+                return [answer[n.order.order_id] for n in batch]
+            pending = retry
+        raise StoreUnavailable("postgres", "idempotency keys kept changing hands; try again")
 
-    async def _insert_order(self, order: Order, first: OrderEvent, idempotency_key: str | None, request_hash: str | None) -> None:
-        # One statement (one round trip, atomic): the order and its first event.
-        async with self._conn() as conn:
-            await conn.execute(
-                """
-                WITH inserted AS (
-                    INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
-                                        request_hash, slippage_bps, limit_price, max_price, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0), $8, $9, $10, $11, $12, to_timestamp($13 / 1000.0))
-                    RETURNING order_id, submitted_at
-                )
-                INSERT INTO order_events (order_id, seq, status, payload, created_at)
-                SELECT order_id, $14, $6, $15, submitted_at FROM inserted
-                """,
+    async def _insert_orders(self, batch: list[NewOrder]) -> set[str]:
+        columns: list[list[object]] = [[] for _ in range(15)]
+        for item in batch:
+            order = item.order
+            row = (
                 order.order_id,
                 order.token_in,
                 order.token_out,
@@ -262,54 +271,116 @@ class PostgresJournal:
                 order.order_type.value,
                 order.status.value,
                 order.submitted_at,
-                idempotency_key,
-                request_hash,
+                item.idempotency_key,
+                item.request_hash,
                 order.slippage_bps,
                 order.limit_price,
                 order.max_price,
                 order.expires_at,
-                first.seq,
-                first.model_dump(mode="json", by_alias=True, exclude_none=True),
+                item.first.seq,
+                item.first.model_dump_json(by_alias=True, exclude_none=True),
             )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                """
+                WITH incoming AS (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
+                                         $8::text[], $9::text[], $10::int[], $11::float8[], $12::float8[], $13::float8[],
+                                         $14::int[], $15::text[])
+                        AS i(order_id, token_in, token_out, amount, order_type, status, submitted_ms, idempotency_key,
+                             request_hash, slippage_bps, limit_price, max_price, expires_ms, seq, payload)
+                ), inserted AS (
+                    INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
+                                        request_hash, slippage_bps, limit_price, max_price, expires_at)
+                    SELECT order_id, token_in, token_out, amount, order_type, status, to_timestamp(submitted_ms / 1000.0),
+                           idempotency_key, request_hash, slippage_bps, limit_price, max_price, to_timestamp(expires_ms / 1000.0)
+                    FROM incoming
+                    ON CONFLICT (idempotency_key) DO NOTHING
+                    RETURNING order_id, submitted_at
+                )
+                INSERT INTO order_events (order_id, seq, status, payload, created_at)
+                SELECT i.order_id, i.seq, i.status, i.payload::jsonb, inserted.submitted_at
+                FROM inserted JOIN incoming i USING (order_id)
+                RETURNING order_id
+                """,
+                *columns,
+            )
+        return {row["order_id"] for row in rows}
+
+    async def _key_holders(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT idempotency_key, order_id, request_hash FROM orders WHERE idempotency_key = ANY($1::text[])", keys
+            )
+        return {row["idempotency_key"]: (row["order_id"], row["request_hash"]) for row in rows}
 
     async def delete_order(self, order_id: str) -> None:
+        await self.delete_orders([order_id])
+
+    async def delete_orders(self, order_ids: list[str]) -> None:
         """Undo an intake whose second half (Redis) failed, so nothing half-stored remains."""
         async with self._conn() as conn:
-            await conn.execute("DELETE FROM orders WHERE order_id = $1", order_id)
+            await conn.execute("DELETE FROM orders WHERE order_id = ANY($1::text[])", order_ids)
 
     async def record(self, order: Order, event: OrderEvent) -> None:
-        # One statement (one round trip, atomic): append the event (idempotent per seq), store the state.
-        async with self._conn() as conn:
-            await conn.execute(
-                """
-                WITH appended AS (
-                    INSERT INTO order_events (order_id, seq, status, payload, created_at)
-                    VALUES ($1, $14, $2, $15, to_timestamp($16 / 1000.0))
-                    ON CONFLICT (order_id, seq) DO NOTHING
-                )
-                UPDATE orders SET status = $2, attempts = $3, routing_decision = $4, tx_hash = $5,
-                    execution_price = $6, execution_amount = $7, failure_reason = $8,
-                    executed_at = to_timestamp($9 / 1000.0), failed_at = to_timestamp($10 / 1000.0), updated_at = now(),
-                    tx_hashes = $11, cancelled_at = to_timestamp($12 / 1000.0), expired_at = to_timestamp($13 / 1000.0)
-                WHERE order_id = $1
-                """,
+        """Append the event (idempotent per seq) and store the order's new state, atomically.
+
+        Concurrent calls share one statement (:class:`engine.batching.Coalescer`); each returns
+        once its own event is committed.
+        """
+        await self._records.submit((order, event))
+
+    async def _record_many(self, batch: list[tuple[Order, OrderEvent]]) -> list[None]:
+        # One order appears at most once per batch (each order's events are written one after another).
+        columns: list[list[object]] = [[] for _ in range(16)]
+        for order, event in batch:
+            row = (
                 order.order_id,
                 order.status.value,
                 order.attempts,
-                order.routing_decision.model_dump(mode="json", by_alias=True) if order.routing_decision else None,
+                order.routing_decision.model_dump_json(by_alias=True) if order.routing_decision else None,
                 order.tx_hash,
                 order.execution_price,
                 order.execution_amount,
                 order.failure_reason,
                 order.executed_at,
                 order.failed_at,
-                order.tx_hashes,
+                json.dumps(order.tx_hashes) if order.tx_hashes is not None else None,
                 order.cancelled_at,
                 order.expired_at,
                 event.seq,
-                event.model_dump(mode="json", by_alias=True, exclude_none=True),
+                event.model_dump_json(by_alias=True, exclude_none=True),
                 event.at,
             )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        async with self._conn() as conn:
+            await conn.execute(
+                """
+                WITH incoming AS (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::float8[],
+                                         $8::text[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[],
+                                         $14::int[], $15::text[], $16::float8[])
+                        AS i(order_id, status, attempts, routing_decision, tx_hash, execution_price, execution_amount,
+                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, payload, at_ms)
+                ), appended AS (
+                    INSERT INTO order_events (order_id, seq, status, payload, created_at)
+                    SELECT order_id, seq, status, payload::jsonb, to_timestamp(at_ms / 1000.0) FROM incoming
+                    ON CONFLICT (order_id, seq) DO NOTHING
+                )
+                UPDATE orders o SET status = i.status, attempts = i.attempts, routing_decision = i.routing_decision::jsonb,
+                    tx_hash = i.tx_hash, execution_price = i.execution_price, execution_amount = i.execution_amount,
+                    failure_reason = i.failure_reason, executed_at = to_timestamp(i.executed_ms / 1000.0),
+                    failed_at = to_timestamp(i.failed_ms / 1000.0), updated_at = now(), tx_hashes = i.tx_hashes::jsonb,
+                    cancelled_at = to_timestamp(i.cancelled_ms / 1000.0), expired_at = to_timestamp(i.expired_ms / 1000.0)
+                FROM incoming i
+                WHERE o.order_id = i.order_id
+                """,
+                *columns,
+            )
+        return [None] * len(batch)
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         async with self._conn() as conn:

@@ -21,7 +21,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
+from engine.lifecycle import TERMINAL as TERMINAL_STATUSES
 from engine.models import TRIGGERED_TYPES, Order, OrderStatus
 
 T = TypeVar("T")
@@ -73,6 +75,7 @@ class RedisOrders:
 
     def __init__(self, client: aioredis.Redis, prefix: str = "oee:") -> None:
         self.client = client
+        self._writes: Coalescer[Order, None] = Coalescer(self._write_many, max_batch=256, max_in_flight=2)
         self.prefix = prefix
         self.active_key = f"{prefix}active"
         self.queue_key = f"{prefix}queue"
@@ -86,13 +89,17 @@ class RedisOrders:
         await _guard(self.client.ping)
 
     async def accept(self, order: Order) -> None:
-        """Intake: record, mark active and enqueue, atomically."""
+        await self.accept_many([order])
+
+    async def accept_many(self, orders: list[Order]) -> None:
+        """Intake: record, mark active and enqueue, atomically (one pipeline for the batch)."""
 
         async def op() -> None:
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(self.order_key(order.order_id), order.model_dump_json())
-                pipe.sadd(self.active_key, order.order_id)
-                pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
+                for order in orders:
+                    pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                pipe.sadd(self.active_key, *(o.order_id for o in orders))
+                pipe.zadd(self.queue_key, {o.order_id: queue_score(o) for o in orders}, nx=True)
                 await pipe.execute()
 
         await _guard(op)
@@ -115,19 +122,30 @@ class RedisOrders:
         return await _guard(op)
 
     async def update(self, order: Order) -> None:
-        async def op() -> None:
-            await self.client.set(self.order_key(order.order_id), order.model_dump_json())
-
-        await _guard(op)
+        await self._writes.submit(order)
 
     async def finish(self, order: Order) -> None:
+        """Store the terminal state (kept for an hour) and drop the order from the active set."""
+        await self._writes.submit(order)
+
+    async def _write_many(self, orders: list[Order]) -> list[None]:
+        """Concurrent updates and finishes share one pipeline (one order at most once per batch)."""
+
         async def op() -> None:
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
-                pipe.srem(self.active_key, order.order_id)
+                done = []
+                for order in orders:
+                    if order.status in TERMINAL_STATUSES:
+                        pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
+                        done.append(order.order_id)
+                    else:
+                        pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                if done:
+                    pipe.srem(self.active_key, *done)
                 await pipe.execute()
 
         await _guard(op)
+        return [None] * len(orders)
 
     async def forget(self, order_id: str) -> None:
         """Undo :meth:`accept` (intake compensation)."""

@@ -15,6 +15,7 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.errors import DuplicateRequest, SlippageExceeded, StoreUnavailable, TransientVenueError, VenueError
+from engine.intake import NewOrder
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
 from engine.pools import ConstantProductPool, PoolExhausted
 from engine.venue import PoolView
@@ -38,7 +39,7 @@ def _forbid_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeJournal:
-    """An in-memory OrderJournal that is also an IntakeJournal (insert_order/delete_order).
+    """An in-memory OrderJournal that is also an IntakeJournal (insert_orders/delete_orders).
 
     ``fail(n)`` makes the next ``n`` calls (of the listed operations) raise StoreUnavailable.
 
@@ -65,7 +66,7 @@ class FakeJournal:
         self._fail_left = 0
         self._fail_ops: frozenset[str] = frozenset()
 
-    def fail(self, times: int, on: Iterable[str] = ("load", "record", "insert_order", "delete_order")) -> None:
+    def fail(self, times: int, on: Iterable[str] = ("load", "record", "insert_orders", "delete_orders")) -> None:
         self._fail_left = times
         self._fail_ops = frozenset(on)
 
@@ -130,26 +131,29 @@ class FakeJournal:
         self.triggered_calls.append((order_id, at_ms))
         self.triggered[order_id] = at_ms
 
-    async def insert_order(
-        self, order: Order, first: OrderEvent, idempotency_key: str | None = None, request_hash: str | None = None
-    ) -> None:
-        self._maybe_fail("insert_order")
-        if idempotency_key is not None:
-            if idempotency_key in self.keys:
-                original_id, original_hash = self.keys[idempotency_key]
-                raise DuplicateRequest(original_id, original_hash)
-            self.keys[idempotency_key] = (order.order_id, request_hash)
-        self.orders[order.order_id] = order
-        self.seqs[order.order_id] = first.seq
-        self.events.append(first)
+    async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
+        self._maybe_fail("insert_orders")
+        answer: list[DuplicateRequest | None] = []
+        for item in batch:
+            if item.idempotency_key is not None and item.idempotency_key in self.keys:
+                answer.append(DuplicateRequest(*self.keys[item.idempotency_key]))
+                continue
+            if item.idempotency_key is not None:
+                self.keys[item.idempotency_key] = (item.order.order_id, item.request_hash)
+            self.orders[item.order.order_id] = item.order
+            self.seqs[item.order.order_id] = item.first.seq
+            self.events.append(item.first)
+            answer.append(None)
+        return answer
 
-    async def delete_order(self, order_id: str) -> None:
-        self._maybe_fail("delete_order")
-        self.deleted.append(order_id)
-        self.orders.pop(order_id, None)
-        self.seqs.pop(order_id, None)
-        self.events = [e for e in self.events if e.order_id != order_id]
-        self.keys = {k: v for k, v in self.keys.items() if v[0] != order_id}
+    async def delete_orders(self, order_ids: list[str]) -> None:
+        self._maybe_fail("delete_orders")
+        for order_id in order_ids:
+            self.deleted.append(order_id)
+            self.orders.pop(order_id, None)
+            self.seqs.pop(order_id, None)
+            self.events = [e for e in self.events if e.order_id != order_id]
+            self.keys = {k: v for k, v in self.keys.items() if v[0] != order_id}
 
 
 class FakeQueue:
@@ -159,10 +163,10 @@ class FakeQueue:
         self.failing = failing
         self.accepted: list[Order] = []
 
-    async def accept(self, order: Order) -> None:
+    async def accept_many(self, orders: list[Order]) -> None:
         if self.failing:
             raise StoreUnavailable("redis", "simulated outage")
-        self.accepted.append(order)
+        self.accepted.extend(orders)
 
 
 # --------------------------------------------------------------------------- active orders, sink

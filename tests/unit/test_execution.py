@@ -350,7 +350,7 @@ async def test_active_store_failures_do_not_stop_the_order(fakes, journal, sink,
 
     assert final is not None
     assert final.status is S.CONFIRMED
-    assert [c[0] for c in active.calls] == ["update"] * 4 + ["finish"]
+    assert [c[0] for c in active.calls] == ["update"] * 3 + ["finish"]  # the terminal state goes with the finish
 
 
 # --------------------------------------------------------------------------- OrderRun

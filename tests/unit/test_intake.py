@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import DuplicateRequest
 from engine.ids import parse_order_id
-from engine.intake import Accepted, OrderIntake, Rejection, new_order, parse_order, request_fingerprint
+from engine.intake import Accepted, NewOrder, OrderIntake, Rejection, new_order, parse_order, request_fingerprint
 from engine.models import OrderRequest, OrderStatus, OrderType
 from engine.tokens import BY_SYMBOL
 
@@ -310,11 +310,11 @@ async def test_submit_stores_then_queues(journal, queue, request_) -> None:
     assert [o.order_id for o in queue.accepted] == [outcome.order_id]
     assert journal.orders[outcome.order_id].status is OrderStatus.PENDING
     assert [e.seq for e in journal.events_for(outcome.order_id)] == [1]
-    assert journal.calls == ["insert_order"]
+    assert journal.calls == ["insert_orders"]
 
 
 async def test_submit_with_the_journal_down_is_503_and_queues_nothing(journal, queue, request_) -> None:
-    journal.fail(1, on=("insert_order",))
+    journal.fail(1, on=("insert_orders",))
     outcome = await OrderIntake(journal, queue).submit(request_, NOW_MS)
     assert isinstance(outcome, Rejection)
     assert (outcome.status, outcome.error) == (503, "Service unavailable")
@@ -337,11 +337,11 @@ async def test_submit_with_the_queue_down_is_503_and_undoes_the_insert(fakes, jo
 
 async def test_submit_when_the_compensation_also_fails_is_still_503(fakes, journal, request_) -> None:
     queue = fakes.Queue(failing=True)
-    journal.fail(1, on=("delete_order",))
+    journal.fail(1, on=("delete_orders",))
     outcome = await OrderIntake(journal, queue).submit(request_, NOW_MS)
     assert isinstance(outcome, Rejection)
     assert outcome.status == 503
-    assert journal.calls == ["insert_order", "delete_order"]
+    assert journal.calls == ["insert_orders", "delete_orders"]
 
 
 async def test_same_idempotency_key_and_body_replays_the_original(journal, queue, request_) -> None:
@@ -371,11 +371,11 @@ async def test_duplicate_request_from_the_journal(queue, request_, stored_hash_m
     fingerprint = request_fingerprint(request_)
 
     class DuplicateJournal:
-        async def insert_order(self, order, first, idempotency_key=None, request_hash=None) -> None:
-            assert request_hash == fingerprint
-            raise DuplicateRequest("order_1763999999999_0badc0de", fingerprint if stored_hash_matches else "other")
+        async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
+            assert [n.request_hash for n in batch] == [fingerprint]
+            return [DuplicateRequest("order_1763999999999_0badc0de", fingerprint if stored_hash_matches else "other")]
 
-        async def delete_order(self, order_id: str) -> None:
+        async def delete_orders(self, order_ids: list[str]) -> None:
             raise AssertionError("nothing to undo")
 
     outcome = await OrderIntake(DuplicateJournal(), queue).submit(request_, NOW_MS, idempotency_key="k")
@@ -391,10 +391,11 @@ async def test_no_idempotency_key_means_no_fingerprint(queue, request_) -> None:
     seen: list[tuple[str | None, str | None]] = []
 
     class RecordingJournal:
-        async def insert_order(self, order, first, idempotency_key=None, request_hash=None) -> None:
-            seen.append((idempotency_key, request_hash))
+        async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
+            seen.extend((n.idempotency_key, n.request_hash) for n in batch)
+            return [None] * len(batch)
 
-        async def delete_order(self, order_id: str) -> None:
+        async def delete_orders(self, order_ids: list[str]) -> None:
             raise AssertionError("nothing to undo")
 
     outcome = await OrderIntake(RecordingJournal(), queue).submit(request_, NOW_MS)
