@@ -9,6 +9,7 @@ SIGINT/SIGTERM.
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from pydantic.alias_generators import to_camel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.subscriptions import ReplicaSubscriptions
+from actors.subscriptions import CATCH_UP, ReplicaSubscriptions
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import Band, RedisOrders
@@ -49,6 +51,9 @@ ROOT = Path(__file__).resolve().parent
 TERMINAL = frozenset(s.value for s in LIFECYCLE_TERMINAL)
 IDEMPOTENCY_KEY_MAX = 255
 CANCEL_WAIT_S = 3.0
+QUIET_CHECK_S = 30.0
+"""A stream with no event for this long reads PostgreSQL (a safety net: hub trouble triggers a read at once)."""
+ENCODED_KEEP = 20_000
 
 
 class OrderAccepted(BaseModel):
@@ -207,6 +212,7 @@ class Ingress:
         self.hub = hub
         self.venues = venues or {}
         self._sim_pairs: frozenset[tuple[str, str]] = frozenset()
+        self._texts: OrderedDict[tuple[str, int, str, bool], str] = OrderedDict()
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -423,6 +429,17 @@ class Ingress:
         finally:
             await self.subscriptions.close(oid, queue)
 
+    def _encoded(self, event: dict[str, Any]) -> str:
+        """An event as JSON text, encoded once for all the sockets that follow its order."""
+        key = (event["orderId"], event["seq"], event["status"], bool(event.get("correction")))
+        text = self._texts.get(key)
+        if text is None:
+            text = json.dumps(event, separators=(",", ":"))
+            self._texts[key] = text
+            if len(self._texts) > ENCODED_KEEP:
+                self._texts.popitem(last=False)
+        return text
+
     async def _persisted(self, order_id: str) -> list[dict[str, Any]]:
         try:
             return [e.to_message() for e in await self.journal.events(order_id)]
@@ -448,7 +465,7 @@ class Ingress:
             for event in sorted(events, key=lambda e: e["seq"]):
                 if event["seq"] <= last and not event.get("correction"):
                     continue
-                await websocket.send_json(event)
+                await websocket.send_text(self._encoded(event))
                 last = event["seq"]
                 if event["status"] in TERMINAL:
                     await websocket.close(code=1000)
@@ -461,17 +478,20 @@ class Ingress:
         try:
             while not reader.done():
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, timeout=5.0, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, reader}, timeout=QUIET_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     event = getter.result()
-                    batch = [event]
-                    if event["seq"] > last + 1:  # a gap (hub restarted?): fill it from PostgreSQL
-                        batch += await self._persisted(order_id)
+                    if event is CATCH_UP:  # the hub failed or restarted: it may have lost events
+                        batch = await self._persisted(order_id)
+                    else:
+                        batch = [event]
+                        if event["seq"] > last + 1:  # a gap: fill it from PostgreSQL
+                            batch += await self._persisted(order_id)
                     if await deliver(batch):
                         return
                 else:
                     getter.cancel()
-                    if not done and await deliver(await self._persisted(order_id)):  # quiet: catch up from PostgreSQL
+                    if not done and await deliver(await self._persisted(order_id)):  # quiet: check PostgreSQL
                         return
         finally:
             reader.cancel()

@@ -3,7 +3,8 @@
 The queue is a Redis sorted set rebuilt from PostgreSQL (the source of truth)
 at start-up and whenever Redis comes back empty, so no accepted order depends
 on this actor's memory. At most ``max_concurrent_orders`` run at once; each
-start costs one token from the RateLimiter.
+MARKET (or triggered) start costs one token from the RateLimiter. Under load one
+queue pop and one limiter call serve a whole batch of free slots.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from engine.settings import Settings
 log = logging.getLogger("actors.dispatcher")
 
 MAX_REDISPATCH = 5
+POP_BATCH = 64
 SWEEP_EVERY_S = 5.0
 
 
@@ -132,34 +134,50 @@ class Dispatcher:
     async def _pump_loop(self) -> None:
         while True:
             await self._slots.acquire()
+            free = 1
+            while free < POP_BATCH and not self._slots.locked():  # every slot free now: one pop fills them
+                await self._slots.acquire()
+                free += 1
             try:
-                item = await self._orders.pop(1.0)
+                items = await self._orders.pop_many(free, 1.0)
             except StoreUnavailable as exc:
-                self._slots.release()
+                self._release(free)
                 log.warning("queue unavailable", extra={"error": str(exc)})
                 await asyncio.sleep(0.5)
                 continue
             except Exception:
-                self._slots.release()
+                self._release(free)
                 raise
-            if item is None or item[0] in self._running:
-                self._slots.release()
-                continue
-            order_id, band = item
-            self._running.add(order_id)  # before any await, so a sweep cannot queue it twice
-            if band.needs_token:
-                await self._limiter.acquire.remote()
-            index = min(range(len(self._executors)), key=self._load.__getitem__)
+            fresh = [(order_id, band) for order_id, band in dict(items).items() if order_id not in self._running]
+            self._release(free - len(fresh))
+            for order_id, _ in fresh:
+                self._running.add(order_id)  # before any await, so a sweep cannot queue it twice
+            waits = iter(await self._reserve(sum(1 for _, band in fresh if band.needs_token)))
+            for order_id, band in fresh:
+                index = min(range(len(self._executors)), key=self._load.__getitem__)
+                self._load[index] += 1
+                self.dispatched += 1
+                task = asyncio.create_task(self._run(index, order_id, next(waits) if band.needs_token else 0.0))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             self.peak_running = max(self.peak_running, len(self._running))
-            self.dispatched += 1
-            task = asyncio.create_task(self._run(index, order_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, index: int, order_id: str) -> None:
-        self._load[index] += 1
+    async def _reserve(self, count: int) -> list[float]:
+        """Rate-limit tokens for ``count`` orders in one call: how long each must wait."""
+        if count == 0:
+            return []
+        waits: list[float] = await self._limiter.reserve.remote(count)
+        return waits
+
+    def _release(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    async def _run(self, index: int, order_id: str, wait_s: float) -> None:
         lost: BaseException | None = None
         try:
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # its rate-limit token is due then
             await self._executors[index].execute.remote(order_id)
         except (RayActorError, ActorUnavailableError, RayTaskError) as exc:
             lost = exc

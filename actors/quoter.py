@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import asyncpg
 
 from engine.adapters.postgres import PostgresLedger, create_pool
 from engine.clock import SystemClock
+from engine.errors import TransientVenueError, VenueError
 from engine.logs import setup_logging
 from engine.models import DexQuote, SwapResult, VenueName
 from engine.settings import Settings
 from engine.venue import PoolView, SimulatedVenue
+
+_READS = frozenset({"quote", "snapshot", "find_swap"})
 
 
 class _QuoterBase:
@@ -47,6 +51,21 @@ class _QuoterBase:
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
         return await (await self._ready()).snapshot(token_in, token_out)
+
+    async def read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Several reads (``quote``, ``snapshot``, ``find_swap``) in one call, run at once. A read that
+        fails answers its error in its slot (a venue error as itself, anything else as transient)."""
+        venue = await self._ready()
+        calls = [getattr(venue, method)(*args) for method, args in requests if method in _READS]
+        if len(calls) != len(requests):
+            raise ValueError(f"read_many takes only {sorted(_READS)}")
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return [
+            TransientVenueError(self.venue_name.value, f"{type(r).__name__}: {r}")
+            if isinstance(r, BaseException) and not isinstance(r, VenueError)
+            else r
+            for r in results
+        ]
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         return await (await self._ready()).swap(order_id, quote, min_amount_out)

@@ -21,5 +21,12 @@ class RateLimiter:
         self.granted += 1
         return now + wait
 
+    def reserve(self, count: int) -> list[float]:
+        """Take ``count`` tokens at once; return for each the seconds to wait before using it
+        (the caller waits, so one call serves a whole batch of orders)."""
+        now = self._clock.now()
+        self.granted += count
+        return [self._bucket.reserve(now) for _ in range(count)]
+
     def stats(self) -> dict[str, float]:
         return {"granted": self.granted, "tokens": self._bucket.tokens}

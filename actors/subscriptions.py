@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import Any
 
 log = logging.getLogger("actors.subscriptions")
+
+OUTAGE_CATCH_UP_S = 5.0
+CATCH_UP: dict[str, Any] = {"type": "catch-up"}
+"""Put on a stream's queue when the hub lost events (it failed or restarted): read PostgreSQL."""
 
 
 class ReplicaSubscriptions:
@@ -24,6 +29,7 @@ class ReplicaSubscriptions:
         self._local: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._poll_timeout_s = poll_timeout_s
         self._task: asyncio.Task[None] | None = None
+        self._caught_up_at = -OUTAGE_CATCH_UP_S
 
     def start(self) -> None:
         if self._task is None:
@@ -40,13 +46,23 @@ class ReplicaSubscriptions:
             except Exception as exc:  # hub restarting: streams fall back to PostgreSQL meanwhile
                 log.warning("hub poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                 quick = True
+                if time.monotonic() - self._caught_up_at >= OUTAGE_CATCH_UP_S:  # hub down: streams read PostgreSQL
+                    self._catch_up()
                 await asyncio.sleep(0.5)
                 continue
             quick = False
             if incarnation is not None and hub_id != incarnation:
                 await self._resubscribe()
+                self._catch_up()  # events published while the hub was away are only in PostgreSQL
             incarnation = hub_id
             self._dispatch(batch)
+
+    def _catch_up(self) -> None:
+        """Tell every local stream to read its order's trail from PostgreSQL now."""
+        self._caught_up_at = time.monotonic()
+        for queues in tuple(self._local.values()):
+            for queue in tuple(queues):
+                queue.put_nowait(CATCH_UP)
 
     def _dispatch(self, events: list[dict[str, Any]]) -> None:
         for event in events:

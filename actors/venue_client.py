@@ -27,12 +27,19 @@ class VenueClient:
     def __init__(self, name: VenueName, handle: Any) -> None:
         self.name = name
         self.handle = handle
+        # Reads made in the same loop step (a routing's quote and snapshot, other orders' reads)
+        # share one actor call; none waits for another call to finish.
+        self._reads: Coalescer[tuple[str, tuple[Any, ...]], Any] = Coalescer(self._read_many, max_batch=256, max_in_flight=10_000)
+
+    async def _read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        results: list[Any] = await self._call(self.handle.read_many.remote(requests))
+        return results
 
     async def _read(self, method: str, *args: Any) -> Any:
         deadline = asyncio.get_running_loop().time() + UNAVAILABLE_WAIT_S
         while True:
             try:
-                return await self._call(getattr(self.handle, method).remote(*args))
+                return await self._reads.submit((method, args))
             except TransientVenueError as exc:
                 if not isinstance(exc.__cause__, RayActorError | ActorUnavailableError):
                     raise

@@ -1,6 +1,7 @@
 """Coalescing concurrent calls into batches: one round trip for many callers, no timer.
 
-A lone call goes out at once; calls that arrive while ``max_in_flight`` flushes are
+A lone call goes out at the next step of the event loop (calls made in the same step, as
+by ``asyncio.gather``, go together); calls that arrive while ``max_in_flight`` flushes are
 running wait and go together in the next flush. Under light load nothing is delayed;
 under heavy load round trips (a PostgreSQL statement, a Redis pipeline, an actor call)
 are shared by as many callers as arrived meanwhile. Each caller still awaits its own
@@ -28,7 +29,8 @@ class Coalescer(Generic[T, R]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._in_flight = 0
+        self._in_flight = 0  # flushes scheduled or running
+        self._running = 0  # of which running (their batch taken)
         self._tasks: set[asyncio.Task[None]] = set()
         self.flushes = 0
         self.items = 0
@@ -43,15 +45,22 @@ class Coalescer(Generic[T, R]):
         return await asyncio.shield(future)
 
     def _start_flushes(self) -> None:
-        while self._waiting and self._in_flight < self._max_in_flight:
-            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+        # A flush takes its batch when it starts running, one loop step later: calls made in the
+        # same step (asyncio.gather of several) go together even when nothing is in flight.
+        scheduled = self._in_flight - self._running
+        while self._in_flight < self._max_in_flight and len(self._waiting) > scheduled * self._max_batch:
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            scheduled += 1
+            task = asyncio.get_running_loop().create_task(self._run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self) -> None:
+        batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+        self._running += 1
         try:
+            if not batch:
+                return
             self.flushes += 1
             self.items += len(batch)
             try:
@@ -65,6 +74,7 @@ class Coalescer(Generic[T, R]):
                     raise
             _settle(batch, results)
         finally:
+            self._running -= 1
             self._in_flight -= 1
             self._start_flushes()
 

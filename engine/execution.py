@@ -37,11 +37,11 @@ S = OrderStatus
 class OrderRun:
     """One order being worked on: its current state and the seq of its last event.
 
-    :meth:`emit` moves the state at once and hands the event to a delivery chain that runs
-    beside the workflow: hub publish (live), then the hot copy and the journal together. The
-    chain is per order, so every store sees its events in seq order; :meth:`settled` waits for
-    it. The workflow waits where it matters: before a swap (the decision must be durable) and
-    before it returns (the state must be).
+    :meth:`emit` moves the state at once and hands the event to two chains that run beside
+    the workflow: the hub publish (live; sent first), and the hot copy with the journal. Each
+    chain is per order, so the hub and every store see its events in seq order; :meth:`settled`
+    waits for the stores. The workflow waits where it matters: before a swap (the decision
+    must be durable) and before it returns (the state must be).
     """
 
     order: Order
@@ -51,28 +51,42 @@ class OrderRun:
     active: ActiveOrders
     clock: Clock
     store_retry: RetryPolicy
-    _tail: asyncio.Future[None] | None = None
+    _published: asyncio.Future[None] | None = None
+    _stored: asyncio.Future[None] | None = None
 
     async def emit(self, status: OrderStatus, **fields: Any) -> Order:
         check_transition(self.order.status, status)
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
         self.order = self.order.apply(event)
         self.seq = event.seq
-        self._tail = asyncio.ensure_future(self._deliver(self._tail, self.order, event))
+        # Publish first (the hub call is sent before the writes), then store; each chain keeps
+        # this order's events in seq order, and neither waits for the other.
+        self._published = asyncio.ensure_future(self._publish(self._published, event))
+        self._stored = asyncio.ensure_future(self._store(self._stored, self.order, event))
         return self.order
 
     async def settled(self) -> None:
-        """Wait until every event emitted so far is published, in Redis and in PostgreSQL."""
-        if self._tail is not None:
-            await asyncio.shield(self._tail)
+        """Wait until every event emitted so far is in Redis and in PostgreSQL (the hub gets it
+        on its own chain: a slow hub never holds up an order)."""
+        if self._stored is not None:
+            await asyncio.shield(self._stored)
 
-    async def _deliver(self, previous: asyncio.Future[None] | None, order: Order, event: OrderEvent) -> None:
+    async def published(self) -> None:
+        """Wait until the hub has every event emitted so far."""
+        if self._published is not None:
+            await asyncio.shield(self._published)
+
+    async def _publish(self, previous: asyncio.Future[None] | None, event: OrderEvent) -> None:
         if previous is not None:
             await asyncio.shield(previous)
         try:
             await self.sink.publish(event)
-        except Exception:  # the stream is best effort; the journal below is not
+        except Exception:  # the stream is best effort; the journal is not
             log.warning("status hub publish failed", extra={"order_id": event.order_id, "seq": event.seq}, exc_info=True)
+
+    async def _store(self, previous: asyncio.Future[None] | None, order: Order, event: OrderEvent) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)
         await asyncio.gather(self._hot_copy(order), self._persist(order, event))
 
     async def _hot_copy(self, order: Order) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -169,12 +169,17 @@ class RedisOrders:
 
     async def pop(self, timeout_s: float) -> tuple[str, Band] | None:
         """Block up to ``timeout_s`` for the next queued id and its band."""
-        item = await _guard(lambda: self.client.bzpopmin(self.queue_key, timeout=timeout_s))
-        if not item:
-            return None
-        member, score = item[1], float(item[2])
-        order_id = member.decode() if isinstance(member, bytes) else str(member)
-        return order_id, Band(min(int(score // _BAND_SPAN), Band.TRIGGERED))
+        items = await self.pop_many(1, timeout_s)
+        return items[0] if items else None
+
+    async def pop_many(self, count: int, timeout_s: float) -> list[tuple[str, Band]]:
+        """Up to ``count`` queued ids (in queue order) with their bands; block up to ``timeout_s``
+        only when the queue is empty. Under load one round trip hands out many orders."""
+        found: list[Any] = list(await _guard(lambda: self.client.zpopmin(self.queue_key, count)))
+        if not found:
+            item = await _guard(lambda: self.client.bzpopmin(self.queue_key, timeout=timeout_s))
+            found = [(item[1], item[2])] if item else []
+        return [(_text(member), Band(min(int(float(score) // _BAND_SPAN), Band.TRIGGERED))) for member, score in found]
 
     async def add_sim_pair(self, base: str, quote: str) -> None:
         await _guard(lambda: self.client.sadd(self.sim_pairs_key, f"{base}/{quote}", f"{quote}/{base}"))
@@ -201,3 +206,7 @@ class RedisOrders:
     async def epoch(self) -> str | None:
         raw = await _guard(lambda: self.client.get(self.epoch_key))
         return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _text(member: bytes | str) -> str:
+    return member.decode() if isinstance(member, bytes) else str(member)

@@ -23,6 +23,13 @@ class Recorder:
         return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
 
 
+async def test_calls_made_in_the_same_step_go_together() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush)
+    assert await asyncio.gather(coalescer.submit(2), coalescer.submit(4)) == [20, 40]
+    assert recorder.batches == [[2, 4]]
+
+
 async def test_a_lone_call_goes_out_at_once() -> None:
     recorder = Recorder()
     coalescer = Coalescer(recorder.flush)
@@ -65,7 +72,10 @@ async def test_a_failed_flush_fails_every_caller_of_its_batch_only() -> None:
         return items
 
     coalescer: Coalescer[int, int] = Coalescer(flaky, max_in_flight=1)
-    results = await asyncio.gather(*(coalescer.submit(i) for i in range(3)), return_exceptions=True)
+    first = asyncio.create_task(coalescer.submit(0))
+    for _ in range(2):
+        await asyncio.sleep(0)  # the first flush is under way with [0]
+    results = await asyncio.gather(first, coalescer.submit(1), coalescer.submit(2), return_exceptions=True)
     assert isinstance(results[0], ConnectionError)
     assert results[1:] == [1, 2]
 
@@ -77,7 +87,7 @@ async def test_batches_are_capped_and_flushes_overlap_up_to_the_limit() -> None:
     tasks = [asyncio.create_task(coalescer.submit(i * 2)) for i in range(7)]
     for _ in range(3):
         await asyncio.sleep(0)
-    assert recorder.batches == [[0], [2]]  # two in flight, the rest wait
+    assert recorder.batches == [[0, 2], [4, 6]]  # two full batches in flight, the rest wait
     recorder.release.set()
     assert await asyncio.gather(*tasks) == [i * 20 for i in range(7)]
     assert all(len(b) <= 2 for b in recorder.batches)
@@ -101,7 +111,7 @@ async def test_a_flush_answering_the_wrong_number_of_results_fails_the_batch() -
         return items[:-1]
 
     coalescer: Coalescer[int, int] = Coalescer(short)
-    with pytest.raises(RuntimeError, match="0 results for 1 items"):  # the first call goes out alone
+    with pytest.raises(RuntimeError, match="2 results for 3 items"):
         await asyncio.gather(*(coalescer.submit(i) for i in range(3)))
 
 
