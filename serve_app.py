@@ -481,7 +481,7 @@ class Ingress:
                 done, _ = await asyncio.wait({getter, reader}, timeout=QUIET_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     event = getter.result()
-                    if event is CATCH_UP:  # the hub failed or restarted: it may have lost events
+                    if event.get("type") == CATCH_UP["type"]:  # the hub failed or restarted: it may have lost events
                         batch = await self._persisted(order_id)
                     else:
                         batch = [event]

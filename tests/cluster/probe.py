@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections import OrderedDict
 from typing import Any
 
 import ray
@@ -42,6 +44,9 @@ class RecordingSocket:
     async def send_json(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
 
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
     async def close(self, code: int = 1000) -> None:
         self.close_code = code
 
@@ -58,6 +63,12 @@ class _Edge:
         cls = _ingress_class()
         self._stream_impl = cls._stream
         self._persisted_impl = cls._persisted
+        self._encoded_impl = cls._encoded
+        self._texts: OrderedDict[Any, str] = OrderedDict()
+
+    def _encoded(self, event: dict[str, Any]) -> str:
+        result: str = self._encoded_impl(self, event)
+        return result
 
     async def _persisted(self, order_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._persisted_impl(self, order_id)
