@@ -61,9 +61,11 @@ class OrderExecutor:
         return self._workflow
 
     def _pool_size(self) -> int:
-        """Connections for this executor's share of the running orders (PostgreSQL's are few: ~100)."""
+        """Connections for this executor's share of the running orders. Event writes are batched
+        (at most two statements in flight), so a few connections serve many orders; more would
+        only exhaust PostgreSQL's (~100 here) when several engines share a server."""
         share = -(-self._settings.max_concurrent_orders // self._settings.executor_pool_size)
-        return max(4, min(share + 2, 30))
+        return max(4, min(share + 2, 8))
 
     async def ready(self) -> bool:
         await self._ready()
