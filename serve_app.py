@@ -548,7 +548,7 @@ def main() -> int:
     # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
-    haproxy_dir = _haproxy_environment(settings.ray_temp_dir) if settings.ingress_mode == "haproxy" else None
+    haproxy_dir = _haproxy_environment() if settings.ingress_mode == "haproxy" else None
     setup_logging(settings.log_level)
     import ray
 
@@ -623,7 +623,7 @@ def main() -> int:
     return 0
 
 
-def _haproxy_environment(ray_temp_dir: Path | None) -> str:
+def _haproxy_environment() -> str:
     """Turn on Serve's HAProxy ingress for the Ray this process starts (its raylet passes the
     environment on to the Serve controller), with files and ports of this engine's own.
 
@@ -635,13 +635,9 @@ def _haproxy_environment(ray_temp_dir: Path | None) -> str:
     from engine.embedded import free_port
 
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-    # Beside Ray's own files when they have a place of their own (removed with them even after a
-    # kill -9); the admin socket's path must stay under the 107-byte limit of a unix socket.
-    if ray_temp_dir is not None and len(str(ray_temp_dir.resolve())) < 60:
-        ray_temp_dir.mkdir(parents=True, exist_ok=True)
-        directory = tempfile.mkdtemp(prefix="haproxy-", dir=ray_temp_dir.resolve())
-    else:
-        directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")
+    # Serve adds a 56-character node id below this directory, and a unix socket's path must stay
+    # under 107 bytes: a short directory in /tmp (left behind only by a kill -9).
+    directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")
     os.environ.setdefault("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", f"{directory}/haproxy.cfg")
     os.environ.setdefault("RAY_SERVE_HAPROXY_SOCKET_PATH", f"{directory}/admin.sock")
     os.environ.setdefault("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", directory)
