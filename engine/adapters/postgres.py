@@ -333,7 +333,22 @@ class PostgresJournal:
         await self._records.submit((order, event))
 
     async def _record_many(self, batch: list[tuple[Order, OrderEvent]]) -> list[None]:
-        # One order appears at most once per batch (each order's events are written one after another).
+        # An order's events normally come one after another (OrderRun's chain); should two runs of one
+        # order write at once, their events go in separate statements, in order (UPDATE ... FROM
+        # would pick one of two matching rows at random).
+        rounds: list[list[tuple[Order, OrderEvent]]] = []
+        seen: dict[str, int] = {}
+        for item in batch:
+            nth = seen.get(item[0].order_id, 0)  # the nth event of this order in the batch goes in round n
+            seen[item[0].order_id] = nth + 1
+            if nth == len(rounds):
+                rounds.append([])
+            rounds[nth].append(item)
+        for part in rounds:
+            await self._record_round(part)
+        return [None] * len(batch)
+
+    async def _record_round(self, batch: list[tuple[Order, OrderEvent]]) -> None:
         columns: list[list[object]] = [[] for _ in range(16)]
         for order, event in batch:
             row = (
@@ -380,7 +395,6 @@ class PostgresJournal:
                 """,
                 *columns,
             )
-        return [None] * len(batch)
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         async with self._conn() as conn:
