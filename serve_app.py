@@ -504,6 +504,7 @@ def build_app(settings: Settings, redis_url: str, database_url: str, hub: Any, v
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        logging_config={"enable_access_log": settings.access_log},
         **spread,
     ).bind(settings, redis_url, database_url, hub, venues)
 

@@ -75,6 +75,10 @@ class StatusHub:
             self._subscribers[order_id].add(replica_id)
         return events
 
+    async def subscribe_many(self, replica_id: str, order_ids: list[str]) -> list[list[dict[str, Any]]]:
+        """:meth:`subscribe` for several orders in one call (streams opening together)."""
+        return [await self.subscribe(replica_id, order_id) for order_id in order_ids]
+
     async def unsubscribe(self, replica_id: str, order_id: str) -> None:
         subs = self._subscribers.get(order_id)
         if subs is not None:

@@ -15,6 +15,8 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from engine.batching import Coalescer
+
 log = logging.getLogger("actors.subscriptions")
 
 OUTAGE_CATCH_UP_S = 5.0
@@ -30,6 +32,12 @@ class ReplicaSubscriptions:
         self._poll_timeout_s = poll_timeout_s
         self._task: asyncio.Task[None] | None = None
         self._caught_up_at = -OUTAGE_CATCH_UP_S
+        # streams opening together subscribe in one hub call
+        self._subscriptions: Coalescer[str, list[dict[str, Any]]] = Coalescer(self._subscribe_many, max_batch=256, max_in_flight=4)
+
+    async def _subscribe_many(self, order_ids: list[str]) -> list[list[dict[str, Any]]]:
+        histories: list[list[dict[str, Any]]] = await self.hub.subscribe_many.remote(self.replica_id, order_ids)
+        return histories
 
     def start(self) -> None:
         if self._task is None:
@@ -82,7 +90,7 @@ class ReplicaSubscriptions:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._local[order_id].add(queue)
         try:
-            history: list[dict[str, Any]] = await self.hub.subscribe.remote(self.replica_id, order_id)
+            history: list[dict[str, Any]] = await self._subscriptions.submit(order_id)
         except Exception as exc:
             log.warning("hub subscribe failed; using postgres only", extra={"order_id": order_id, "error": type(exc).__name__})
             history = []

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     ingress_max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread ingress replicas over nodes")
     max_ongoing_requests: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
+    access_log: bool = Field(default=False, description="Serve's per-request access log lines (costs CPU on every request)")
     log_level: str = "INFO"
 
     @field_validator("swap_latency_ms", mode="before")

@@ -213,6 +213,7 @@ class PostgresJournal:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._records: Coalescer[tuple[Order, OrderEvent], None] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
+        self._event_reads: Coalescer[str, list[OrderEvent]] = Coalescer(self._events_many, max_batch=256, max_in_flight=4)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -412,9 +413,18 @@ class PostgresJournal:
         return loaded[0] if loaded else None
 
     async def events(self, order_id: str) -> list[OrderEvent]:
+        """The order's trail, by seq. Concurrent reads (streams opening together) share one query."""
+        return await self._event_reads.submit(order_id)
+
+    async def _events_many(self, order_ids: list[str]) -> list[list[OrderEvent]]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT payload FROM order_events WHERE order_id = $1 ORDER BY seq", order_id)
-        return [OrderEvent.model_validate(row["payload"]) for row in rows]
+            rows = await conn.fetch(
+                "SELECT order_id, payload FROM order_events WHERE order_id = ANY($1::text[]) ORDER BY order_id, seq", order_ids
+            )
+        trails: dict[str, list[OrderEvent]] = {order_id: [] for order_id in order_ids}
+        for row in rows:
+            trails[row["order_id"]].append(OrderEvent.model_validate(row["payload"]))
+        return [trails[order_id] for order_id in order_ids]
 
     async def open_orders(self) -> list[Order]:
         """Every order not yet terminal, oldest first: what recovery resumes."""

@@ -1,0 +1,46 @@
+"""StatusHub without Ray (it is a plain class): batched publishes and subscriptions behave as single ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.status_hub import StatusHub
+
+
+def event(order_id: str, seq: int, status: str) -> dict[str, Any]:
+    return {"type": "status", "orderId": order_id, "seq": seq, "status": status, "ts": 1.0 * seq}
+
+
+async def test_publish_many_reaches_each_orders_subscribers_in_one_poll() -> None:
+    hub = StatusHub()
+    histories = await hub.subscribe_many("replica-a", ["o1", "o2"])
+    assert histories == [[], []]
+    await hub.publish_many([event("o1", 2, "routing"), event("o2", 2, "routing"), event("o3", 2, "routing")])
+    incarnation, batch = await hub.poll("replica-a", timeout_s=0.1)
+    assert incarnation == hub.incarnation
+    assert [(e["orderId"], e["seq"]) for e in batch] == [("o1", 2), ("o2", 2)]  # o3 has no subscriber here
+    assert hub.published == 3
+
+
+async def test_subscribe_many_returns_each_orders_history_and_stops_at_terminal() -> None:
+    hub = StatusHub()
+    await hub.publish_many([event("o1", 2, "routing"), event("o2", 2, "routing"), event("o2", 3, "failed")])
+    histories = await hub.subscribe_many("replica-a", ["o1", "o2", "o9"])
+    assert [[e["seq"] for e in h] for h in histories] == [[2], [2, 3], []]
+    await hub.publish(event("o2", 3, "failed"))  # a replayed publish: delivered already, not queued again
+    await hub.publish(event("o1", 3, "building"))
+    _, batch = await hub.poll("replica-a", timeout_s=0.1)
+    assert [(e["orderId"], e["seq"]) for e in batch] == [("o1", 3)]
+
+
+async def test_a_republished_seq_with_another_status_is_a_correction() -> None:
+    hub = StatusHub()
+    await hub.subscribe_many("replica-a", ["o1"])
+    await hub.publish_many([event("o1", 2, "routing"), event("o1", 3, "building")])
+    await hub.publish_many([event("o1", 3, "failed")])  # the resumed run's truth at seq 3
+    _, batch = await hub.poll("replica-a", timeout_s=0.1)
+    assert [(e["seq"], e["status"], e.get("correction", False)) for e in batch] == [
+        (2, "routing", False),
+        (3, "building", False),
+        (3, "failed", True),
+    ]
