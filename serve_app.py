@@ -549,7 +549,7 @@ def main() -> int:
     # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
-    haproxy_dir = _haproxy_environment() if settings.ingress_mode == "haproxy" else None
+    haproxy_dir = _haproxy_environment(settings.haproxy_dir) if settings.ingress_mode == "haproxy" else None
     setup_logging(settings.log_level)
     import ray
 
@@ -624,7 +624,7 @@ def main() -> int:
     return 0
 
 
-def _haproxy_environment() -> str:
+def _haproxy_environment(chosen: Path | None) -> str:
     """Turn on Serve's HAProxy ingress for the Ray this process starts (its raylet passes the
     environment on to the Serve controller), with files and ports of this engine's own.
 
@@ -642,7 +642,11 @@ def _haproxy_environment() -> str:
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     # Serve adds a 56-character node id below this directory, and a unix socket's path must stay
     # under 107 bytes: a short directory in /tmp (left behind only by a kill -9).
-    directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")
+    if chosen is not None:
+        chosen.mkdir(parents=True, exist_ok=True)
+        directory = str(chosen)
+    else:
+        directory = tempfile.mkdtemp(prefix="oee-haproxy-", dir="/tmp")
     os.environ.setdefault("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", f"{directory}/haproxy.cfg")
     os.environ.setdefault("RAY_SERVE_HAPROXY_SOCKET_PATH", f"{directory}/admin.sock")
     os.environ.setdefault("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", directory)

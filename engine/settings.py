@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ingress_mode: Literal["proxy", "haproxy"] = Field(
         default="haproxy", description="haproxy: Serve's HAProxy ingress (~5x the intake here); proxy: Serve's HTTP proxy actor"
     )
+    haproxy_dir: Path | None = Field(
+        default=None, description="Directory for HAProxy's config and sockets (keep it short); default: a new /tmp/oee-haproxy-*"
+    )
     ingress_replicas: int = Field(default=1, ge=1)
     ingress_max_replicas_per_node: int | None = Field(default=None, ge=1, description="Spread ingress replicas over nodes")
     max_ongoing_requests: int = Field(default=2000, ge=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ class EngineProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.ray_dir = tempfile.mkdtemp(prefix="oee-e2e-ray-", dir="/tmp")
+        # the engine removes it when it stops; after a kill -9, stop()/kill() do
+        self.haproxy_dir = tempfile.mkdtemp(prefix="oee-hap-", dir="/tmp")
         self.log_path = Path(tempfile.mkstemp(prefix="oee-engine-", suffix=".log")[1])
         self.env = {
             **os.environ,
@@ -33,6 +36,7 @@ class EngineProcess:
             "OEE_DATABASE_URL": stores.database_url,
             "OEE_RAY_NUM_CPUS": "2",
             "OEE_RAY_TEMP_DIR": self.ray_dir,
+            "OEE_HAPROXY_DIR": self.haproxy_dir,
             "OEE_LOG_LEVEL": "INFO",
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
@@ -70,6 +74,7 @@ class EngineProcess:
                 self.kill()
         code = self.proc.returncode
         self.proc = None
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
         return code
 
     def kill(self) -> None:
@@ -80,6 +85,12 @@ class EngineProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self.proc = None
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove the engine's Ray temp dir and HAProxy dir once it is stopped for good."""
+        shutil.rmtree(self.ray_dir, ignore_errors=True)
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 80) -> str:
         try:

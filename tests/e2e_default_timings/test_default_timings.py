@@ -22,7 +22,9 @@ async def test_one_order_at_default_timings(stores: TestStores) -> None:
             order_id = response.json()["orderId"]
         messages, code = await follow(engine.ws_url, order_id, timeout_s=60)
     finally:
-        assert engine.stop() == 0
+        exit_code = engine.stop()
+        engine.discard()
+        assert exit_code == 0
     at = {m["status"]: m["ts"] for m in messages if m.get("type") == "status"}
     assert statuses(messages) == ["pending", "routing", "building", "submitted", "confirmed"] and code == 1000
     routing_ms = at["building"] - at["routing"]
