@@ -37,13 +37,9 @@ class StatusHub:
         return self._inboxes.setdefault(replica_id, [])
 
     async def publish_many(self, events: list[dict[str, Any]]) -> None:
-        """Events of many orders in one call (an executor's batch), each as :meth:`publish`."""
+        """Events of many orders in one call (an executor's batch), each in its order's log."""
         for event in events:
             self._publish(event)
-        self._expire()
-
-    async def publish(self, event: dict[str, Any]) -> None:
-        self._publish(event)
         self._expire()
 
     def _publish(self, event: dict[str, Any]) -> None:

@@ -71,11 +71,6 @@ class OrderRun:
         if self._stored is not None:
             await asyncio.shield(self._stored)
 
-    async def published(self) -> None:
-        """Wait until the hub has every event emitted so far."""
-        if self._published is not None:
-            await asyncio.shield(self._published)
-
     async def _publish(self, previous: asyncio.Future[None] | None, event: OrderEvent) -> None:
         if previous is not None:
             await asyncio.shield(previous)

@@ -317,9 +317,6 @@ class PostgresJournal:
             )
         return {row["idempotency_key"]: (row["order_id"], row["request_hash"]) for row in rows}
 
-    async def delete_order(self, order_id: str) -> None:
-        await self.delete_orders([order_id])
-
     async def delete_orders(self, order_ids: list[str]) -> None:
         """Undo an intake whose second half (Redis) failed, so nothing half-stored remains."""
         async with self._conn() as conn:

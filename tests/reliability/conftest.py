@@ -20,12 +20,11 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import asyncpg
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from engine.embedded import free_port
+from engine.embedded import free_port, port_open
 from tests.conftest import ROOT, TestStores
 from tests.engine_process import EngineProcess
 
@@ -52,12 +51,6 @@ def run_sync(coro: Any) -> Any:
     """Run a coroutine to completion from sync code, even when called inside a running event loop."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-def port_open(port: int, timeout: float = 0.2) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=timeout):
-        return True
-    return False
 
 
 # --------------------------------------------------------------------------- Redis
@@ -86,7 +79,7 @@ class PrivateRedis:
             start_new_session=True,
         )
         deadline = time.monotonic() + 10
-        while not port_open(self.port):
+        while not port_open("127.0.0.1", self.port, timeout=0.2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"private redis-server on {self.port} did not start")
             time.sleep(0.02)
@@ -433,3 +426,13 @@ def module_stacks(request: pytest.FixtureRequest) -> Iterator[Stacks]:
         failed = any(item.stash.get(_FAILED, False) for item in request.session.items if getattr(item, "module", None) is request.module)
         problems = made.close(show_logs=failed)
         assert not problems, problems
+
+
+@pytest.fixture
+async def raytool(engine: tuple[Stack, EngineProcess]) -> AsyncIterator[RayTool]:
+    """Ray calls into the module's engine (its ``engine`` fixture: a stack and its engine process)."""
+    tool = await RayTool(engine[1]).start()
+    try:
+        yield tool
+    finally:
+        await tool.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,15 +51,6 @@ def engine(module_stacks: Stacks) -> Iterator[tuple[Stack, EngineProcess]]:
     proc = stack.engine(**ENV)
     proc.start()
     yield stack, proc
-
-
-@pytest.fixture
-async def raytool(engine: tuple[Stack, EngineProcess]) -> AsyncIterator[RayTool]:
-    tool = await RayTool(engine[1]).start()
-    try:
-        yield tool
-    finally:
-        await tool.close()
 
 
 async def _check_completed_once(db: str, ids: list[str], label: str) -> Any:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -458,15 +458,6 @@ def _open_connections(port: int) -> int:
     """Server-side TCP connections on the engine's port that are still open (not listening, not closed)."""
     live = {psutil.CONN_ESTABLISHED, psutil.CONN_CLOSE_WAIT, psutil.CONN_SYN_RECV, psutil.CONN_FIN_WAIT1, psutil.CONN_FIN_WAIT2}
     return sum(1 for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port and c.status in live)
-
-
-@pytest.fixture
-async def raytool(engine: tuple[Stack, EngineProcess]) -> AsyncIterator[RayTool]:
-    tool = await RayTool(engine[1]).start()
-    try:
-        yield tool
-    finally:
-        await tool.close()
 
 
 async def test_500_websockets_to_junk_ids_are_refused_cleanly(engine: tuple[Stack, EngineProcess], raytool: RayTool) -> None:

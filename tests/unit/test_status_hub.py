@@ -27,8 +27,8 @@ async def test_subscribe_many_returns_each_orders_history_and_stops_at_terminal(
     await hub.publish_many([event("o1", 2, "routing"), event("o2", 2, "routing"), event("o2", 3, "failed")])
     histories = await hub.subscribe_many("replica-a", ["o1", "o2", "o9"])
     assert [[e["seq"] for e in h] for h in histories] == [[2], [2, 3], []]
-    await hub.publish(event("o2", 3, "failed"))  # a replayed publish: delivered already, not queued again
-    await hub.publish(event("o1", 3, "building"))
+    await hub.publish_many([event("o2", 3, "failed")])  # a replayed publish: delivered already, not queued again
+    await hub.publish_many([event("o1", 3, "building")])
     _, batch = await hub.poll("replica-a", timeout_s=0.1)
     assert [(e["orderId"], e["seq"]) for e in batch] == [("o1", 3)]
 
