@@ -105,7 +105,12 @@ class RedisOrders:
         await _guard(op)
 
     async def requeue(self, orders: Iterable[Order]) -> int:
-        """Put orders back (recovery, Redis rebuild). Ids already queued keep their place."""
+        """Put orders back (recovery, Redis rebuild, sweep). Ids already queued keep their place.
+
+        The hot copy is written only where Redis has none (NX): these orders were read from
+        PostgreSQL a moment ago, and an executor may have written a newer state since (a
+        terminal one, even); a plain SET would put the older state back over it.
+        """
         batch = list(orders)
         if not batch:
             return 0
@@ -113,7 +118,7 @@ class RedisOrders:
         async def op() -> int:
             async with self.client.pipeline(transaction=True) as pipe:
                 for order in batch:
-                    pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                    pipe.set(self.order_key(order.order_id), order.model_dump_json(), nx=True)
                     pipe.sadd(self.active_key, order.order_id)
                     pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
                 await pipe.execute()
