@@ -654,6 +654,11 @@ def _haproxy_environment(chosen: Path | None) -> str:
     os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", f"{directory}/metrics.sock")
     os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
     os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+    # HAProxy's backup server is a fallback proxy actor on a fixed port (8500; gRPC 9500): with two
+    # engines on one machine only the first binds it, and the other's HAProxy sent its requests to the
+    # first engine whenever its own replica was marked down (orders accepted into the wrong database).
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(free_port()))
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(free_port()))
     return directory
 
 

@@ -80,9 +80,14 @@ def test_tiny_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
         assert section in data, f"section {section} missing"
         for dotted in fields:
             value = _field(data[section], dotted)
-            assert isinstance(value, int | float) and not isinstance(value, bool), f"{section}.{dotted} = {value!r}"
+            summary = {k: v for k, v in data[section].items() if k not in ("cpu", "timeline", "stages")}
+            problem = f"{section}.{dotted} = {value!r}: {summary}\n{output[-3000:]}"
+            assert isinstance(value, int | float) and not isinstance(value, bool), problem
             assert math.isfinite(value), f"{section}.{dotted} = {value!r}"
     assert data["fanout"]["connected"] == data["fanout"]["subscribers"]
+    # correctness, not speed: every order a 202 answered is in that engine's PostgreSQL and ended
+    assert data["capacity"]["missing_in_postgres"] == 0, data["capacity"]["missing_ids"]
+    assert data["capacity"]["not_terminal"] == 0, data["capacity"]["not_terminal_ids"]
     for engine in data["engines"]:
         assert engine["exit_code"] == 0, engine
         assert not engine["raylet_left"], engine
