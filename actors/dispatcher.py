@@ -23,6 +23,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
+from engine.batching import Pacer
 from engine.errors import StoreUnavailable
 from engine.logs import setup_logging
 from engine.models import Order, OrderStatus
@@ -61,6 +62,8 @@ class Dispatcher:
         self._given_up: set[str] = set()
         self.peak_running = 0
         self.dispatched = 0
+        self.handoffs = 0  # run_many calls: batches handed to executors
+        self.answers = 0  # answers streamed back (each reports one or more finished orders)
 
     async def ensure_started(self) -> bool:
         """Start if not running (after an actor restart); True if it had to."""
@@ -132,8 +135,10 @@ class Dispatcher:
                 log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
 
     async def _pump_loop(self) -> None:
+        pacer = Pacer(self._settings.batch_window_ms / 1000)
         while True:
             await self._slots.acquire()
+            await pacer.turn()  # under load, one round per window: one pop, one limiter call, one hand-off per executor
             free = 1
             while free < POP_BATCH and not self._slots.locked():  # every slot free now: one pop fills them
                 await self._slots.acquire()
@@ -153,11 +158,15 @@ class Dispatcher:
             for order_id, _ in fresh:
                 self._running.add(order_id)  # before any await, so a sweep cannot queue it twice
             waits = iter(await self._reserve(sum(1 for _, band in fresh if band.needs_token)))
-            for order_id, band in fresh:
+            if fresh:
+                # The whole round to the least-loaded executor: its orders then load, quote, write and
+                # swap together (one call each), where a round split over executors pays every call
+                # once per executor. Rounds alternate as loads change, so the pool stays balanced.
                 index = min(range(len(self._executors)), key=self._load.__getitem__)
-                self._load[index] += 1
-                self.dispatched += 1
-                task = asyncio.create_task(self._run(index, order_id, next(waits) if band.needs_token else 0.0))
+                self._load[index] += len(fresh)
+                self.dispatched += len(fresh)
+                batch = [(order_id, next(waits) if band.needs_token else 0.0) for order_id, band in fresh]
+                task = asyncio.create_task(self._run(index, batch))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             self.peak_running = max(self.peak_running, len(self._running))
@@ -173,36 +182,57 @@ class Dispatcher:
         for _ in range(count):
             self._slots.release()
 
-    async def _run(self, index: int, order_id: str, wait_s: float) -> None:
+    async def _run(self, index: int, batch: list[tuple[str, float]]) -> None:
+        """Hand a batch to one executor (each order after its rate-limit wait, which the executor
+        keeps) and free each order's slot as its answer streams back."""
+        unanswered = {order_id for order_id, _ in batch}
         lost: BaseException | None = None
         try:
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)  # its rate-limit token is due then
-            await self._executors[index].execute.remote(order_id)
+            self.handoffs += 1
+            async for ref in self._executors[index].run_many.remote(batch):
+                self.answers += 1
+                for order_id, _, error in await ref:
+                    unanswered.discard(order_id)
+                    self._done(index, order_id)
+                    if error is not None:
+                        await self._lost(index, order_id, error)
         except (RayActorError, ActorUnavailableError, RayTaskError) as exc:
             lost = exc
         finally:
-            self._load[index] -= 1
-            self._running.discard(order_id)
-            self._slots.release()
-        if lost is not None:
-            # The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it
-            # again; the next run resumes it and asks the venues for its swap before making one.
-            self._redispatched[order_id] = tries = self._redispatched.get(order_id, 0) + 1
-            log.warning("executor lost the order", extra={"order_id": order_id, "error": type(lost).__name__, "redispatch": tries})
-            if tries > MAX_REDISPATCH:
-                log.error("order keeps failing in executors; failing it", extra={"order_id": order_id, "error": repr(lost)})
-                self._given_up.add(order_id)
-                with contextlib.suppress(Exception):
-                    await self._executors[index].abandon.remote(order_id, f"internal error after {tries} executions: {lost}")
-                return
-            with contextlib.suppress(StoreUnavailable):
-                loaded = await self._journal.load(order_id)
-                if loaded is not None:
-                    await self._orders.requeue([loaded[0]])
+            for order_id in unanswered:
+                self._done(index, order_id)
+        for order_id in unanswered:
+            await self._lost(index, order_id, f"{type(lost).__name__}: {lost}")
+
+    def _done(self, index: int, order_id: str) -> None:
+        self._load[index] -= 1
+        self._running.discard(order_id)
+        self._slots.release()
+
+    async def _lost(self, index: int, order_id: str, error: str) -> None:
+        """The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it
+        again; the next run resumes it and asks the venues for its swap before making one."""
+        self._redispatched[order_id] = tries = self._redispatched.get(order_id, 0) + 1
+        log.warning("executor lost the order", extra={"order_id": order_id, "error": error[:300], "redispatch": tries})
+        if tries > MAX_REDISPATCH:
+            log.error("order keeps failing in executors; failing it", extra={"order_id": order_id, "error": error})
+            self._given_up.add(order_id)
+            with contextlib.suppress(Exception):
+                await self._executors[index].abandon.remote(order_id, f"internal error after {tries} executions: {error}")
+            return
+        with contextlib.suppress(StoreUnavailable):
+            loaded = await self._journal.load(order_id)
+            if loaded is not None:
+                await self._orders.requeue([loaded[0]])
 
     def stats(self) -> dict[str, Any]:
-        return {"running": len(self._running), "peak_running": self.peak_running, "dispatched": self.dispatched}
+        return {
+            "running": len(self._running),
+            "peak_running": self.peak_running,
+            "dispatched": self.dispatched,
+            "handoffs": self.handoffs,
+            "answers": self.answers,
+        }
 
     async def stop(self, drain_s: float = 0.0) -> None:
         """Stop taking orders; give running ones ``drain_s`` to finish (the rest stay recoverable)."""

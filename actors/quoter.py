@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from engine.adapters.postgres import PostgresLedger, create_pool
+from engine.batching import Pacer
 from engine.clock import SystemClock
 from engine.errors import TransientVenueError, VenueError
 from engine.logs import setup_logging
@@ -54,18 +56,47 @@ class _QuoterBase:
 
     async def read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Several reads (``quote``, ``snapshot``, ``find_swap``) in one call, run at once. A read that
-        fails answers its error in its slot (a venue error as itself, anything else as transient)."""
+        fails answers its error in its slot (a venue error as itself, anything else as transient).
+
+        Snapshots of one pair asked in the same call are one read: every order routed now sees the
+        same pool state, copied once and sent once (pickling keeps one copy of a repeated object).
+        """
         venue = await self._ready()
-        calls = [getattr(venue, method)(*args) for method, args in requests if method in _READS]
-        if len(calls) != len(requests):
+        if any(method not in _READS for method, _ in requests):
             raise ValueError(f"read_many takes only {sorted(_READS)}")
+        snapshots: dict[frozenset[str], asyncio.Future[Any]] = {}
+        calls = []
+        for method, args in requests:
+            if method == "snapshot":
+                pair = frozenset(args)
+                if pair not in snapshots:
+                    snapshots[pair] = asyncio.ensure_future(venue.snapshot(*args))
+                calls.append(asyncio.shield(snapshots[pair]))
+            else:
+                calls.append(getattr(venue, method)(*args))
         results = await asyncio.gather(*calls, return_exceptions=True)
-        return [
-            TransientVenueError(self.venue_name.value, f"{type(r).__name__}: {r}")
-            if isinstance(r, BaseException) and not isinstance(r, VenueError)
-            else r
-            for r in results
-        ]
+        return [self._answer(r) for r in results]
+
+    def _answer(self, result: Any) -> Any:
+        if isinstance(result, BaseException) and not isinstance(result, VenueError):
+            return TransientVenueError(self.venue_name.value, f"{type(result).__name__}: {result}")
+        return result
+
+    async def swap_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[list[tuple[int, Any]]]:
+        """Several swaps (``order_id``, quote, minimum output) in one call, run at once; yields
+        ``(index, result or error)`` as they land, so a quick swap is not held up by a slow one."""
+        venue = await self._ready()
+        running = {asyncio.ensure_future(venue.swap(*request)): index for index, request in enumerate(requests)}
+        pacer = Pacer(self._settings.batch_window_ms / 1000)
+        while running:
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            await pacer.turn()  # swaps landing within a window share one answer
+            done = [task for task in running if task.done()]
+            answers = []
+            for task in done:
+                index = running.pop(task)
+                answers.append((index, self._answer(task.exception() or task.result())))
+            yield answers
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         return await (await self._ready()).swap(order_id, quote, min_amount_out)

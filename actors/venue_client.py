@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-from engine.batching import Coalescer
+from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 from engine.venue import PoolView
@@ -24,12 +26,21 @@ class VenueClient:
     workflow asks ``find_swap`` before any new swap instead).
     """
 
-    def __init__(self, name: VenueName, handle: Any) -> None:
+    def __init__(self, name: VenueName, handle: Any, window_s: float = 0.0) -> None:
         self.name = name
         self.handle = handle
-        # Reads made in the same loop step (a routing's quote and snapshot, other orders' reads)
-        # share one actor call; none waits for another call to finish.
-        self._reads: Coalescer[tuple[str, tuple[Any, ...]], Any] = Coalescer(self._read_many, max_batch=256, max_in_flight=10_000)
+        # Reads made in the same loop step (a routing's quote and snapshot, other orders' reads), or
+        # within one window under load, share one actor call; none waits for another call to finish.
+        self._reads: Coalescer[tuple[str, tuple[Any, ...]], Any] = Coalescer(
+            self._read_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
+        )
+        # Swaps sent together share one call too, whose answers stream back as each swap lands.
+        self._swaps: Coalescer[tuple[str, DexQuote, float], SwapResult] = Coalescer(
+            stream=self._swap_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
+        )
+
+    def batching(self) -> dict[str, Coalescer[Any, Any]]:
+        return {"reads": self._reads, "swaps": self._swaps}
 
     async def _read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         results: list[Any] = await self._call(self.handle.read_many.remote(requests))
@@ -47,9 +58,11 @@ class VenueClient:
                     raise
                 await asyncio.sleep(0.5)
 
-    async def _call(self, ref: Any) -> Any:
+    @contextlib.contextmanager
+    def _venue_errors(self) -> Iterator[None]:
+        """A venue's own error as itself; a failed or lost actor as a transient venue error."""
         try:
-            return await ref
+            yield
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, VenueError):
@@ -57,6 +70,10 @@ class VenueClient:
             raise TransientVenueError(self.name.value, f"venue call failed: {type(cause).__name__}: {cause}") from exc
         except (RayActorError, ActorUnavailableError) as exc:
             raise TransientVenueError(self.name.value, f"venue unreachable ({type(exc).__name__})") from exc
+
+    async def _call(self, ref: Any) -> Any:
+        with self._venue_errors():
+            return await ref
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
         result: DexQuote = await self._read("quote", token_in, token_out, amount)
@@ -67,8 +84,13 @@ class VenueClient:
         return result
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        result: SwapResult = await self._call(self.handle.swap.remote(order_id, quote, min_amount_out))
-        return result
+        return await self._swaps.submit((order_id, quote, min_amount_out))
+
+    async def _swap_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[Sequence[tuple[int, Any]]]:
+        """Not retried: a swap is not idempotent here (the workflow asks ``find_swap`` before any new one)."""
+        with self._venue_errors():
+            async for ref in self.handle.swap_many.remote(requests):
+                yield await ref
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         result: SwapResult | None = await self._read("find_swap", order_id)
@@ -92,9 +114,14 @@ class HubSink:
     """The StatusHub actor seen as an :class:`engine.ports.EventSink`. Events published while a
     call is under way go together in the next (one actor call for many orders' events)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, window_s: float = 0.0) -> None:
         self.handle = handle
-        self._batches: Coalescer[dict[str, Any], None] = Coalescer(self._publish_many, max_batch=512, max_in_flight=2)
+        self._batches: Coalescer[dict[str, Any], None] = Coalescer(
+            self._publish_many, max_batch=512, max_in_flight=2, pacer=Pacer(window_s)
+        )
+
+    def batching(self) -> dict[str, Coalescer[Any, Any]]:
+        return {"publish": self._batches}
 
     async def publish(self, event: OrderEvent) -> None:
         await self._batches.submit(event.to_message())

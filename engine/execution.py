@@ -52,9 +52,21 @@ class OrderRun:
     clock: Clock
     store_retry: RetryPolicy
     _published: asyncio.Future[None] | None = None
-    _stored: asyncio.Future[None] | None = None
+    _stored: asyncio.Future[bool] | None = None
 
     async def emit(self, status: OrderStatus, **fields: Any) -> Order:
+        self._emit(status, False, fields)
+        return self.order
+
+    async def emit_claiming(self, status: OrderStatus, **fields: Any) -> bool:
+        """Emit an event whose write also claims the order for submission, and wait until it is
+        durable. False if a cancel was requested first (the order must not be submitted)."""
+        self._emit(status, True, fields)
+        stored = self._stored
+        assert stored is not None
+        return await asyncio.shield(stored)
+
+    def _emit(self, status: OrderStatus, claim: bool, fields: dict[str, Any]) -> None:
         check_transition(self.order.status, status)
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
         self.order = self.order.apply(event)
@@ -62,8 +74,7 @@ class OrderRun:
         # Publish first (the hub call is sent before the writes), then store; each chain keeps
         # this order's events in seq order, and neither waits for the other.
         self._published = asyncio.ensure_future(self._publish(self._published, event))
-        self._stored = asyncio.ensure_future(self._store(self._stored, self.order, event))
-        return self.order
+        self._stored = asyncio.ensure_future(self._store(self._stored, self.order, event, claim))
 
     async def settled(self) -> None:
         """Wait until every event emitted so far is in Redis and in PostgreSQL (the hub gets it
@@ -79,10 +90,11 @@ class OrderRun:
         except Exception:  # the stream is best effort; the journal is not
             log.warning("status hub publish failed", extra={"order_id": event.order_id, "seq": event.seq}, exc_info=True)
 
-    async def _store(self, previous: asyncio.Future[None] | None, order: Order, event: OrderEvent) -> None:
+    async def _store(self, previous: asyncio.Future[bool] | None, order: Order, event: OrderEvent, claim: bool) -> bool:
         if previous is not None:
             await asyncio.shield(previous)
-        await asyncio.gather(self._hot_copy(order), self._persist(order, event))
+        _, claimed = await asyncio.gather(self._hot_copy(order), self._persist(order, event, claim))
+        return claimed
 
     async def _hot_copy(self, order: Order) -> None:
         try:
@@ -93,14 +105,13 @@ class OrderRun:
         except StoreUnavailable:
             log.warning("redis update failed; continuing (reconciliation rebuilds it)", extra={"order_id": order.order_id})
 
-    async def _persist(self, order: Order, event: OrderEvent) -> None:
+    async def _persist(self, order: Order, event: OrderEvent, claim: bool) -> bool:
         """Write to the journal, waiting out a PostgreSQL outage rather than losing the event."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self.journal.record(order, event)
-                return
+                return await self.journal.record(order, event, claim)
             except StoreUnavailable as exc:
                 delay = self.store_retry.delay_after(min(attempt, 6))
                 log.warning(
@@ -237,11 +248,9 @@ class OrderWorkflow:
                             f"below the minimum {first_minimum:.6g}"
                         ),
                     )
-                await run.emit(S.BUILDING, routing_decision=decision)
-                # The decision must be durable before any swap (a resumed run swaps its missing legs);
-                # its write and the claim go together.
-                _, claimed = await asyncio.gather(run.settled(), self.journal.claim_submit(order_id))
-                if not claimed:
+                # The decision must be durable before any swap (a resumed run swaps its missing legs),
+                # and the same write claims the order for submission unless a cancel came first.
+                if not await run.emit_claiming(S.BUILDING, routing_decision=decision):
                     return await self._close(run, S.CANCELLED, "cancelled by the client")
                 await run.emit(S.SUBMITTED)
                 swaps = await self._swap_legs(order_id, decision)

@@ -17,11 +17,13 @@ class OrderJournal(Protocol):
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         """The order and the seq of its last event, or None if unknown."""
 
-    async def record(self, order: Order, event: OrderEvent) -> None:
-        """Append ``event`` and store ``order`` (its state after the event). Idempotent per (order, seq)."""
+    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
+        """Append ``event`` and store ``order`` (its state after the event). Idempotent per (order, seq).
 
-    async def claim_submit(self, order_id: str) -> bool:
-        """Atomically mark the order as about to be submitted, unless a cancel was requested first."""
+        With ``claim``, the same write marks the order as about to be submitted, unless a cancel was
+        requested first (one atomic decision: exactly one of the two wins). Returns whether the order is
+        claimed (always True without ``claim``).
+        """
 
     async def cancel_requested(self, order_id: str) -> bool: ...
 

@@ -36,7 +36,14 @@ class Settings(BaseSettings):
     max_concurrent_orders: int = Field(default=10, ge=1)
     rate_limit_per_minute: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=10, ge=1)
-    executor_pool_size: int = Field(default=2, ge=1)
+    executor_pool_size: int = Field(default=1, ge=1, description="OrderExecutor actors in the cluster: one per node is efficient")
+    batch_window_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="Under load, actor calls to one place go at most once per window, carrying everything queued meanwhile; "
+        "a call after a quiet spell goes at once. 0: every call at once (more CPU per order under load)",
+    )
 
     # Execution
     max_attempts: int = Field(default=3, ge=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import math
 import random
 import secrets
@@ -186,7 +185,7 @@ class SimulatedVenue:
         if live is None:
             return None
         self._advance(live)
-        return PoolView(copy.deepcopy(live.pool), live.spec.base)
+        return PoolView(live.pool.copy(), live.spec.base)
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
         self.calls["quote"] += 1

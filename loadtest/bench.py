@@ -879,25 +879,29 @@ async def bench(args: argparse.Namespace) -> int:
         ("capacity", capacity_env),
         ("default-timings", {**DEFAULT_VENUE, **LIFTED}),
     ]
+    plan = [(name, env) for name, env in plan if not args.only or name in args.only]
     engines = Engines(args, stamp, plan)
     status = 0
     try:
         # A: idle memory, then intake
-        engine = await engines.get("intake")
-        await asyncio.sleep(mode.idle_settle_s)
-        idle = await asyncio.to_thread(engine.watch.memory) if engine.watch else {}
-        result["memory"] = {"idle_engine": "intake", **{f"idle_{k}": round(v, 1) for k, v in idle.items()}}
-        result["intake"] = await intake_phase(engine, mode, args.ceiling_path, usages, prof)
-        await engines.release("intake")
+        if not args.only or "intake" in args.only:
+            engine = await engines.get("intake")
+            await asyncio.sleep(mode.idle_settle_s)
+            idle = await asyncio.to_thread(engine.watch.memory) if engine.watch else {}
+            result["memory"] = {"idle_engine": "intake", **{f"idle_{k}": round(v, 1) for k, v in idle.items()}}
+            result["intake"] = await intake_phase(engine, mode, args.ceiling_path, usages, prof)
+            await engines.release("intake")
         # B: capacity
-        engine = await engines.get("capacity")
-        result["capacity"] = await capacity_phase(engine, mode, args.capacity_concurrency, usages, prof)
-        await engines.release("capacity")
+        if not args.only or "capacity" in args.only:
+            engine = await engines.get("capacity")
+            result["capacity"] = await capacity_phase(engine, mode, args.capacity_concurrency, usages, prof)
+            await engines.release("capacity")
         # C: overhead and fan-out at default venue timings
-        engine = await engines.get("default-timings")
-        result["overhead"] = await overhead_phase(engine, mode, quote_ms, usages)
-        result["fanout"] = await fanout_phase(engine, mode, subscribers, args.per_order, usages)
-        await engines.release("default-timings")
+        if not args.only or "default-timings" in args.only:
+            engine = await engines.get("default-timings")
+            result["overhead"] = await overhead_phase(engine, mode, quote_ms, usages)
+            result["fanout"] = await fanout_phase(engine, mode, subscribers, args.per_order, usages)
+            await engines.release("default-timings")
     except BaseException as exc:
         status = 1
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -955,6 +959,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CONNECTION LIMIT of each engine's own PostgreSQL role (the server is shared); 0: connect as postgres, no limit",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy record the main actors during intake c=50 and capacity")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["intake", "capacity", "default-timings"],
+        default=[],
+        help="run only this engine's phases (repeatable; default-timings = overhead and fan-out); the report lacks the rest",
+    )
     parser.add_argument(
         "--engine-env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for every engine (experiments)"
     )

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
@@ -212,8 +212,12 @@ class PostgresJournal:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._records: Coalescer[tuple[Order, OrderEvent], None] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
+        self._records: Coalescer[tuple[Order, OrderEvent, bool], bool] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
         self._event_reads: Coalescer[str, list[OrderEvent]] = Coalescer(self._events_many, max_batch=256, max_in_flight=4)
+        self._loads: Coalescer[str, tuple[Order, int] | None] = Coalescer(self._load_many, max_batch=256, max_in_flight=4)
+
+    def batching(self) -> dict[str, Coalescer[Any, Any]]:
+        return {"records": self._records, "event_reads": self._event_reads, "loads": self._loads}
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -322,19 +326,21 @@ class PostgresJournal:
         async with self._conn() as conn:
             await conn.execute("DELETE FROM orders WHERE order_id = ANY($1::text[])", order_ids)
 
-    async def record(self, order: Order, event: OrderEvent) -> None:
-        """Append the event (idempotent per seq) and store the order's new state, atomically.
+    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
+        """Append the event (idempotent per seq) and store the order's new state, atomically; with
+        ``claim``, also claim the order for submission unless a cancel was requested (True if claimed).
 
         Concurrent calls share one statement (:class:`engine.batching.Coalescer`); each returns
-        once its own event is committed.
+        once its own event is committed. The claim rides on the same UPDATE: a separate claim
+        statement on the same rows, running beside a batch of records, deadlocked under load.
         """
-        await self._records.submit((order, event))
+        return await self._records.submit((order, event, claim))
 
-    async def _record_many(self, batch: list[tuple[Order, OrderEvent]]) -> list[None]:
+    async def _record_many(self, batch: list[tuple[Order, OrderEvent, bool]]) -> list[bool]:
         # An order's events normally come one after another (OrderRun's chain); should two runs of one
         # order write at once, their events go in separate statements, in order (UPDATE ... FROM
         # would pick one of two matching rows at random).
-        rounds: list[list[tuple[Order, OrderEvent]]] = []
+        rounds: list[list[tuple[Order, OrderEvent, bool]]] = []
         seen: dict[str, int] = {}
         for item in batch:
             nth = seen.get(item[0].order_id, 0)  # the nth event of this order in the batch goes in round n
@@ -342,13 +348,15 @@ class PostgresJournal:
             if nth == len(rounds):
                 rounds.append([])
             rounds[nth].append(item)
+        answers: dict[tuple[str, int], bool] = {}
         for part in rounds:
-            await self._record_round(part)
-        return [None] * len(batch)
+            answers.update(await self._record_round(part))
+        return [answers.get((order.order_id, event.seq), not claim) for order, event, claim in batch]
 
-    async def _record_round(self, batch: list[tuple[Order, OrderEvent]]) -> None:
-        columns: list[list[object]] = [[] for _ in range(16)]
-        for order, event in batch:
+    async def _record_round(self, batch: list[tuple[Order, OrderEvent, bool]]) -> dict[tuple[str, int], bool]:
+        """One statement; answers, for each claiming item, whether its order is claimed."""
+        columns: list[list[object]] = [[] for _ in range(17)]
+        for order, event, claim in sorted(batch, key=lambda item: item[0].order_id):  # rows locked in one order
             row = (
                 order.order_id,
                 order.status.value,
@@ -366,18 +374,19 @@ class PostgresJournal:
                 event.seq,
                 event.model_dump_json(by_alias=True, exclude_none=True),
                 event.at,
+                claim,
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         async with self._conn() as conn:
-            await conn.execute(
+            rows = await conn.fetch(
                 """
                 WITH incoming AS (
                     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::float8[],
                                          $8::text[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[],
-                                         $14::int[], $15::text[], $16::float8[])
+                                         $14::int[], $15::text[], $16::float8[], $17::bool[])
                         AS i(order_id, status, attempts, routing_decision, tx_hash, execution_price, execution_amount,
-                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, payload, at_ms)
+                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, payload, at_ms, claim)
                 ), appended AS (
                     INSERT INTO order_events (order_id, seq, status, payload, created_at)
                     SELECT order_id, seq, status, payload::jsonb, to_timestamp(at_ms / 1000.0) FROM incoming
@@ -387,23 +396,30 @@ class PostgresJournal:
                     tx_hash = i.tx_hash, execution_price = i.execution_price, execution_amount = i.execution_amount,
                     failure_reason = i.failure_reason, executed_at = to_timestamp(i.executed_ms / 1000.0),
                     failed_at = to_timestamp(i.failed_ms / 1000.0), updated_at = now(), tx_hashes = i.tx_hashes::jsonb,
-                    cancelled_at = to_timestamp(i.cancelled_ms / 1000.0), expired_at = to_timestamp(i.expired_ms / 1000.0)
+                    cancelled_at = to_timestamp(i.cancelled_ms / 1000.0), expired_at = to_timestamp(i.expired_ms / 1000.0),
+                    submit_claimed = CASE WHEN i.claim THEN NOT o.cancel_requested ELSE o.submit_claimed END
                 FROM incoming i
                 WHERE o.order_id = i.order_id
+                RETURNING o.order_id, i.seq, i.claim, o.submit_claimed
                 """,
                 *columns,
             )
+        return {(row["order_id"], row["seq"]): bool(row["submit_claimed"]) for row in rows if row["claim"]}
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
+        """The order and the seq of its last event. Orders loaded together (a batch handed to an
+        executor) share one query."""
+        return await self._loads.submit(order_id)
+
+    async def _load_many(self, order_ids: list[str]) -> list[tuple[Order, int] | None]:
         async with self._conn() as conn:
-            row = await conn.fetchrow(
+            rows = await conn.fetch(
                 f"SELECT {_ORDER_COLUMNS}, (SELECT coalesce(max(seq), 0) FROM order_events e WHERE e.order_id = o.order_id) AS last_seq "
-                "FROM orders o WHERE order_id = $1",
-                order_id,
+                "FROM orders o WHERE order_id = ANY($1::text[])",
+                order_ids,
             )
-        if row is None:
-            return None
-        return _order_from_row(row), int(row["last_seq"])
+        loaded = {row["order_id"]: (_order_from_row(row), int(row["last_seq"])) for row in rows}
+        return [loaded.get(order_id) for order_id in order_ids]
 
     async def get(self, order_id: str) -> Order | None:
         loaded = await self.load(order_id)
@@ -428,13 +444,6 @@ class PostgresJournal:
         async with self._conn() as conn:
             rows = await conn.fetch(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE status NOT IN {TERMINAL_SQL} ORDER BY submitted_at")
         return [_order_from_row(row) for row in rows]
-
-    async def claim_submit(self, order_id: str) -> bool:
-        async with self._conn() as conn:
-            claimed = await conn.fetchval(
-                "UPDATE orders SET submit_claimed = true WHERE order_id = $1 AND NOT cancel_requested RETURNING true", order_id
-            )
-        return bool(claimed)
 
     async def cancel_requested(self, order_id: str) -> bool:
         async with self._conn() as conn:
@@ -492,12 +501,18 @@ class PostgresLedger:
 
     A chain does not go down with our database, so during a PostgreSQL outage the
     ledger waits (up to ``outage_wait_s``) instead of failing the swap: the swap
-    lands late, as on a congested chain.
+    lands late, as on a congested chain. Concurrent lookups and records share one
+    statement each (:class:`engine.batching.Coalescer`).
     """
 
     def __init__(self, pool: asyncpg.Pool, outage_wait_s: float = 120.0) -> None:
         self.pool = pool
         self.outage_wait_s = outage_wait_s
+        self._finds: Coalescer[tuple[VenueName, str], SwapResult | None] = Coalescer(self._find_many, max_batch=512, max_in_flight=2)
+        self._records: Coalescer[SwapResult, SwapResult] = Coalescer(self._record_many, max_batch=512, max_in_flight=2)
+
+    def batching(self) -> dict[str, Coalescer[Any, Any]]:
+        return {"finds": self._finds, "records": self._records}
 
     async def _patient(self, op: Callable[[], Awaitable[T]]) -> T:
         deadline = asyncio.get_running_loop().time() + self.outage_wait_s
@@ -513,53 +528,68 @@ class PostgresLedger:
                 delay = min(delay * 2, 2.0)
 
     async def record(self, swap: SwapResult) -> SwapResult:
-        async def op() -> SwapResult:
+        return await self._records.submit(swap)
+
+    async def _record_many(self, swaps: list[SwapResult]) -> list[SwapResult]:
+        async def op() -> set[str]:
             async with self.pool.acquire() as conn:
-                row = await conn.fetchrow(
+                rows = await conn.fetch(
                     """
                     INSERT INTO venue_swaps (venue, order_id, tx_hash, amount_in, amount_out, price, executed_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0))
+                    SELECT venue, order_id, tx_hash, amount_in, amount_out, price, to_timestamp(executed_ms / 1000.0)
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
+                        AS s(venue, order_id, tx_hash, amount_in, amount_out, price, executed_ms)
                     ON CONFLICT (venue, order_id) DO NOTHING
                     RETURNING tx_hash
                     """,
-                    swap.venue.value,
-                    swap.order_id,
-                    swap.tx_hash,
-                    swap.amount_in,
-                    swap.amount_out,
-                    swap.execution_price,
-                    swap.executed_at,
+                    [w.venue.value for w in swaps],
+                    [w.order_id for w in swaps],
+                    [w.tx_hash for w in swaps],
+                    [w.amount_in for w in swaps],
+                    [w.amount_out for w in swaps],
+                    [w.execution_price for w in swaps],
+                    [w.executed_at for w in swaps],
                 )
-            if row is not None:
-                return swap
-            existing = await self.find(swap.venue, swap.order_id)
-            assert existing is not None
-            return existing
+            return {row["tx_hash"] for row in rows}
 
-        return await self._patient(op)
+        inserted = await self._patient(op)
+        answers: list[SwapResult] = []
+        for swap in swaps:
+            if swap.tx_hash in inserted:
+                answers.append(swap)
+            else:  # the venue recorded a swap for this order before: that one stands
+                existing = await self.find(swap.venue, swap.order_id)
+                assert existing is not None
+                answers.append(existing)
+        return answers
 
     async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
-        async def op() -> asyncpg.Record | None:
-            async with self.pool.acquire() as conn:
-                return await conn.fetchrow(
-                    "SELECT tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms "
-                    "FROM venue_swaps WHERE venue = $1 AND order_id = $2",
-                    venue.value,
-                    order_id,
-                )
+        return await self._finds.submit((venue, order_id))
 
-        row = await self._patient(op)
-        if row is None:
-            return None
-        return SwapResult(
-            venue=venue,
-            order_id=order_id,
-            tx_hash=row["tx_hash"],
-            amount_in=row["amount_in"],
-            amount_out=row["amount_out"],
-            execution_price=row["price"],
-            executed_at=float(row["executed_ms"]),
-        )
+    async def _find_many(self, keys: list[tuple[VenueName, str]]) -> list[SwapResult | None]:
+        async def op() -> list[asyncpg.Record]:
+            async with self.pool.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    "SELECT venue, order_id, tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms "
+                    "FROM venue_swaps s JOIN unnest($1::text[], $2::text[]) AS k(venue, order_id) USING (venue, order_id)",
+                    [venue.value for venue, _ in keys],
+                    [order_id for _, order_id in keys],
+                )
+                return rows
+
+        found = {
+            (row["venue"], row["order_id"]): SwapResult(
+                venue=VenueName(row["venue"]),
+                order_id=row["order_id"],
+                tx_hash=row["tx_hash"],
+                amount_in=row["amount_in"],
+                amount_out=row["amount_out"],
+                execution_price=row["price"],
+                executed_at=float(row["executed_ms"]),
+            )
+            for row in await self._patient(op)
+        }
+        return [found.get((venue.value, order_id)) for venue, order_id in keys]
 
     async def count_for(self, order_id: str) -> int:
         async with self.pool.acquire() as conn:

@@ -82,6 +82,9 @@ class RedisOrders:
         self.epoch_key = f"{prefix}epoch"
         self.sim_pairs_key = f"{prefix}sim_pairs"
 
+    def batching(self) -> dict[str, Coalescer[Any, Any]]:
+        return {"writes": self._writes}
+
     def order_key(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
 

@@ -126,7 +126,7 @@ def test_serve_config_is_valid_and_applies_to_the_ingress(monkeypatch: pytest.Mo
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
-    assert settings.executor_pool_size == 6 and settings.max_concurrent_orders == 30 and settings.rate_limit_per_minute == 100
+    assert settings.executor_pool_size == 3 and settings.max_concurrent_orders == 30 and settings.rate_limit_per_minute == 100
     for key in STORE_URLS:
         assert not re.search(r"@?(127\.0\.0\.1|localhost)[:/]", env[key]), f"{key} must name a host every node reaches"
     per_node = ingress.replica_config.max_replicas_per_node

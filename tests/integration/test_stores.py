@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -36,6 +38,52 @@ async def test_journal_records_every_transition(journal: PostgresJournal) -> Non
     assert loaded[0].status is OrderStatus.ROUTING and loaded[0].attempts == 1 and loaded[1] == 2
     assert [e.status for e in await journal.events(order.order_id)] == [OrderStatus.PENDING, OrderStatus.ROUTING]
     assert [o.order_id for o in await journal.open_orders()] == [order.order_id]
+
+
+async def _to_building(journal: PostgresJournal, claim: bool) -> bool:
+    """A stored order routed and then built; the building write claims it when ``claim``."""
+    order, first = _order()
+    await journal.insert_order(order, first)
+    routing = OrderEvent(order_id=order.order_id, seq=2, status=OrderStatus.ROUTING, at=first.at + 5, attempt=1)
+    order = order.apply(routing)
+    assert await journal.record(order, routing) is True  # not a claim: always True
+    building = OrderEvent(order_id=order.order_id, seq=3, status=OrderStatus.BUILDING, at=first.at + 9)
+    if not claim:
+        return await journal.request_cancel(order.order_id)
+    return await journal.record(order.apply(building), building, claim=True)
+
+
+async def test_the_building_write_claims_the_order_and_then_a_cancel_is_refused(journal: PostgresJournal) -> None:
+    assert await _to_building(journal, claim=True) is True
+    (order,) = await journal.open_orders()
+    assert order.status is OrderStatus.BUILDING
+    assert await journal.request_cancel(order.order_id) is False  # claimed: too late to cancel
+    assert not order.cancel_requested
+
+
+async def test_a_cancel_before_the_building_write_wins_over_the_claim(journal: PostgresJournal) -> None:
+    assert await _to_building(journal, claim=False) is True  # the client's cancel is flagged
+    (order,) = await journal.open_orders()
+    building = OrderEvent(order_id=order.order_id, seq=3, status=OrderStatus.BUILDING, at=order.submitted_at + 9)
+    assert await journal.record(order.apply(building), building, claim=True) is False
+    assert (await journal.get(order.order_id)).cancel_requested  # type: ignore[union-attr]
+
+
+async def test_claims_in_one_batch_are_decided_per_order(journal: PostgresJournal) -> None:
+    """Many building writes share one statement; each answers for its own order."""
+    orders = []
+    for i in range(6):
+        order, first = _order(amount=1.0 + i, at=1_764_000_000_000.0 + i)
+        await journal.insert_order(order, first)
+        orders.append(order)
+    for order in orders[::2]:
+        assert await journal.request_cancel(order.order_id)
+    events = [OrderEvent(order_id=o.order_id, seq=2, status=OrderStatus.ROUTING, at=o.submitted_at + 1) for o in orders]
+    await asyncio.gather(*(journal.record(o.apply(e), e) for o, e in zip(orders, events, strict=True)))
+    built = [OrderEvent(order_id=o.order_id, seq=3, status=OrderStatus.BUILDING, at=o.submitted_at + 2) for o in orders]
+    answers = await asyncio.gather(*(journal.record(o.apply(e), e, claim=True) for o, e in zip(orders, built, strict=True)))
+    assert answers == [False, True, False, True, False, True]
+    assert journal.batching()["records"].flushes < 12  # shared statements
 
 
 async def test_journal_idempotency_key(journal: PostgresJournal) -> None:
@@ -73,6 +121,33 @@ async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
     assert found is not None and found.tx_hash == "tx1"
     assert await ledger.find(VenueName.METEORA, order.order_id) is None
     assert await ledger.count_for(order.order_id) == 1
+
+
+async def test_ledger_records_and_finds_made_together_share_statements(pg_pool: asyncpg.Pool) -> None:
+    ledger = PostgresLedger(pg_pool)
+    journal = PostgresJournal(pg_pool)
+    swaps = []
+    for i in range(5):
+        order, first = _order(amount=1.0 + i, at=1_764_000_000_000.0 + i)
+        await journal.insert_order(order, first)
+        swaps.append(
+            SwapResult(
+                venue=VenueName.METEORA,
+                order_id=order.order_id,
+                tx_hash=f"batch-tx{i}",
+                amount_in=1,
+                amount_out=150,
+                execution_price=150,
+                executed_at=first.at,
+            )
+        )
+    again = swaps[0].model_copy(update={"tx_hash": "batch-again"})
+    recorded = await asyncio.gather(*(ledger.record(w) for w in [*swaps, again]))
+    assert [r.tx_hash for r in recorded[:5]] == [w.tx_hash for w in swaps]
+    assert recorded[5].tx_hash == recorded[0].tx_hash  # the venue's first swap for the order stands
+    found = await asyncio.gather(*(ledger.find(w.venue, w.order_id) for w in swaps), ledger.find(VenueName.RAYDIUM, swaps[0].order_id))
+    assert [f.tx_hash if f else None for f in found] == [*(w.tx_hash for w in swaps), None]
+    assert ledger.batching()["records"].flushes <= 2 and ledger.batching()["finds"].flushes <= 3
 
 
 async def test_redis_accept_update_finish(redis_orders: RedisOrders) -> None:

@@ -46,8 +46,8 @@ class FakeJournal:
     The cancel flag, the submit claim and ``triggered_at`` live beside the stored order, as
     they do in PostgreSQL (columns that ``record`` never writes): ``load`` overlays them.
     ``request_cancel`` mirrors the adapter: refused once the order is claimed for submission.
-    ``cancel_before_claim`` makes a client's cancel land just before the next ``claim_submit``
-    (the race that ``claim_submit`` exists to settle).
+    ``cancel_before_claim`` makes a client's cancel land just before the next claiming ``record``
+    (the race that the claim exists to settle).
     """
 
     def __init__(self) -> None:
@@ -104,23 +104,22 @@ class FakeJournal:
         )
         return order, self.seqs[order_id]
 
-    async def record(self, order: Order, event: OrderEvent) -> None:
+    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
         self._maybe_fail("record")
-        if any(e.order_id == event.order_id and e.seq == event.seq for e in self.events):
-            return  # idempotent per (order, seq)
-        self.events.append(event)
-        self.orders[order.order_id] = order
-        self.seqs[order.order_id] = event.seq
-
-    async def claim_submit(self, order_id: str) -> bool:
-        self._maybe_fail("claim_submit")
-        if self.cancel_before_claim:
-            self.cancel_before_claim = False
-            self.request_cancel(order_id)
-        if order_id in self.cancel_flags:
-            return False
-        self.claimed.add(order_id)
-        return True
+        if claim:
+            self.calls.append("claim")
+            if self.cancel_before_claim:
+                self.cancel_before_claim = False
+                self.request_cancel(order.order_id)
+        if not any(e.order_id == event.order_id and e.seq == event.seq for e in self.events):  # idempotent per (order, seq)
+            self.events.append(event)
+            self.orders[order.order_id] = order
+            self.seqs[order.order_id] = event.seq
+        if not claim:
+            return True
+        if order.order_id not in self.cancel_flags:
+            self.claimed.add(order.order_id)
+        return order.order_id in self.claimed
 
     async def cancel_requested(self, order_id: str) -> bool:
         self._maybe_fail("cancel_requested")

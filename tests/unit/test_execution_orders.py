@@ -111,7 +111,7 @@ async def test_a_triggered_limit_order_above_its_limit_confirms_with_the_limit_a
     assert final is not None and final.status is S.CONFIRMED
     assert final.execution_price is not None and final.execution_price >= 151.9
     assert final.execution_amount == pytest.approx(304.0)
-    assert "claim_submit" in journal.calls
+    assert "claim" in journal.calls
     assert watcher.watched == []
 
 
@@ -154,7 +154,7 @@ async def test_a_triggered_order_whose_price_moved_away_waits_again(
     assert watcher.watched_ids == [OID]
     assert final is not None and final.status is S.WAITING and final.triggered_at is None
     assert sum(v.swap_calls for v in venues.values()) == 0
-    assert "claim_submit" not in journal.calls
+    assert "claim" not in journal.calls
     # the next load sees it re-armed: it goes back to the watcher, not to the venues
     reloaded = await journal.load(OID)
     assert reloaded is not None and reloaded[0].triggered_at is None
@@ -262,11 +262,10 @@ async def test_a_claimed_order_can_no_longer_be_cancelled(fakes, journal, make_w
     assert final is not None and final.status is S.CONFIRMED
     assert journal.claimed == {OID}
     assert journal.request_cancel(OID) is False
-    claim = journal.calls.index("claim_submit")
-    records_before_claim = journal.calls[:claim].count("record")
-    # routing is written, building is written beside the claim: the claim comes before submitted and the swap
-    assert records_before_claim in (1, 2)
-    assert journal.calls[claim + 1 :].count("record") >= 2
+    claim = journal.calls.index("claim")
+    # routing is written, then building with the claim; submitted and confirmed come after it
+    assert journal.calls[:claim].count("record") == 2
+    assert journal.calls[claim + 1 :].count("record") == 2
 
 
 # --------------------------------------------------------------------------- slippage protection
