@@ -37,11 +37,13 @@ S = OrderStatus
 class OrderRun:
     """One order being worked on: its current state and the seq of its last event.
 
-    :meth:`emit` moves the state at once and hands the event to two chains that run beside
+    :meth:`emit` moves the state at once and hands the event to two writers that run beside
     the workflow: the hub publish (live; sent first), and the hot copy with the journal. Each
-    chain is per order, so the hub and every store see its events in seq order; :meth:`settled`
-    waits for the stores. The workflow waits where it matters: before a swap (the decision
-    must be durable) and before it returns (the state must be).
+    writer sends, in seq order, every event emitted since its last write, so events that come
+    quickly one after another (no venue latency in between) go in one write: one journal
+    statement row for the order's state, one hot-copy SET. :meth:`settled` waits for the stores.
+    The workflow waits where it matters: before a swap (the decision must be durable) and
+    before it returns (the state must be).
     """
 
     order: Order
@@ -51,50 +53,65 @@ class OrderRun:
     active: ActiveOrders
     clock: Clock
     store_retry: RetryPolicy
-    _published: asyncio.Future[None] | None = None
-    _stored: asyncio.Future[bool] | None = None
+    _unpublished: list[OrderEvent] = field(default_factory=list)
+    _unstored: list[OrderEvent] = field(default_factory=list)
+    _claims: dict[int, asyncio.Future[bool]] = field(default_factory=dict)  # seq -> is the order claimed
+    _publisher: asyncio.Future[None] | None = None
+    _storer: asyncio.Future[None] | None = None
 
     async def emit(self, status: OrderStatus, **fields: Any) -> Order:
-        self._emit(status, False, fields)
+        self._emit(status, fields)
         return self.order
 
     async def emit_claiming(self, status: OrderStatus, **fields: Any) -> bool:
         """Emit an event whose write also claims the order for submission, and wait until it is
         durable. False if a cancel was requested first (the order must not be submitted)."""
-        self._emit(status, True, fields)
-        stored = self._stored
-        assert stored is not None
-        return await asyncio.shield(stored)
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims[self.seq + 1] = claimed
+        self._emit(status, fields)
+        return await claimed
 
-    def _emit(self, status: OrderStatus, claim: bool, fields: dict[str, Any]) -> None:
+    def _emit(self, status: OrderStatus, fields: dict[str, Any]) -> None:
         check_transition(self.order.status, status)
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
         self.order = self.order.apply(event)
         self.seq = event.seq
-        # Publish first (the hub call is sent before the writes), then store; each chain keeps
-        # this order's events in seq order, and neither waits for the other.
-        self._published = asyncio.ensure_future(self._publish(self._published, event))
-        self._stored = asyncio.ensure_future(self._store(self._stored, self.order, event, claim))
+        # Publish first (the hub call is sent before the writes), then store; neither waits for the other.
+        self._unpublished.append(event)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.ensure_future(self._publish())
+        self._unstored.append(event)
+        if self._storer is None or self._storer.done():
+            self._storer = asyncio.ensure_future(self._store())
 
     async def settled(self) -> None:
         """Wait until every event emitted so far is in Redis and in PostgreSQL (the hub gets it
-        on its own chain: a slow hub never holds up an order)."""
-        if self._stored is not None:
-            await asyncio.shield(self._stored)
+        on its own writer: a slow hub never holds up an order)."""
+        if self._storer is not None:
+            await asyncio.shield(self._storer)
 
-    async def _publish(self, previous: asyncio.Future[None] | None, event: OrderEvent) -> None:
-        if previous is not None:
-            await asyncio.shield(previous)
-        try:
-            await self.sink.publish(event)
-        except Exception:  # the stream is best effort; the journal is not
-            log.warning("status hub publish failed", extra={"order_id": event.order_id, "seq": event.seq}, exc_info=True)
+    async def _publish(self) -> None:
+        while self._unpublished:
+            events, self._unpublished = self._unpublished, []
+            try:
+                await asyncio.gather(*(self.sink.publish(event) for event in events))
+            except Exception:  # the stream is best effort; the journal is not
+                log.warning("status hub publish failed", extra={"order_id": self.order.order_id, "seq": events[-1].seq}, exc_info=True)
 
-    async def _store(self, previous: asyncio.Future[bool] | None, order: Order, event: OrderEvent, claim: bool) -> bool:
-        if previous is not None:
-            await asyncio.shield(previous)
-        _, claimed = await asyncio.gather(self._hot_copy(order), self._persist(order, event, claim))
-        return claimed
+    async def _store(self) -> None:
+        while self._unstored:
+            events, self._unstored = self._unstored, []
+            order = self.order  # the state after the last of them: they are every event emitted so far
+            claims = [self._claims.pop(e.seq) for e in events if e.seq in self._claims]
+            try:
+                _, claimed = await asyncio.gather(self._hot_copy(order), self._persist(order, events, bool(claims)))
+            except BaseException as exc:  # whoever waits for a claim learns why it never came
+                for future in [*claims, *self._claims.values()]:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
+            for future in claims:
+                future.set_result(claimed)
 
     async def _hot_copy(self, order: Order) -> None:
         try:
@@ -105,18 +122,18 @@ class OrderRun:
         except StoreUnavailable:
             log.warning("redis update failed; continuing (reconciliation rebuilds it)", extra={"order_id": order.order_id})
 
-    async def _persist(self, order: Order, event: OrderEvent, claim: bool) -> bool:
-        """Write to the journal, waiting out a PostgreSQL outage rather than losing the event."""
+    async def _persist(self, order: Order, events: list[OrderEvent], claim: bool) -> bool:
+        """Write to the journal, waiting out a PostgreSQL outage rather than losing the events."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self.journal.record(order, event, claim)
+                return await self.journal.record(order, events, claim)
             except StoreUnavailable as exc:
                 delay = self.store_retry.delay_after(min(attempt, 6))
                 log.warning(
                     "journal write failed; retrying",
-                    extra={"order_id": event.order_id, "seq": event.seq, "attempt": attempt, "error": str(exc)},
+                    extra={"order_id": order.order_id, "seq": events[-1].seq, "attempt": attempt, "error": str(exc)},
                 )
                 await self.clock.sleep(delay)
 

@@ -6,6 +6,7 @@ Real adapters: :mod:`engine.adapters.postgres` (journal, ledger), :mod:`engine.a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from engine.models import Order, OrderEvent
@@ -17,8 +18,9 @@ class OrderJournal(Protocol):
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         """The order and the seq of its last event, or None if unknown."""
 
-    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
-        """Append ``event`` and store ``order`` (its state after the event). Idempotent per (order, seq).
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
+        """Append ``events`` (in seq order) and store ``order`` (its state after the last of them),
+        atomically. Idempotent per (order, seq).
 
         With ``claim``, the same write marks the order as about to be submitted, unless a cancel was
         requested first (one atomic decision: exactly one of the two wins). Returns whether the order is

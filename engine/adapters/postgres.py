@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -212,7 +212,9 @@ class PostgresJournal:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._records: Coalescer[tuple[Order, OrderEvent, bool], bool] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
+        self._records: Coalescer[tuple[Order, tuple[OrderEvent, ...], bool], bool] = Coalescer(
+            self._record_many, max_batch=256, max_in_flight=2
+        )
         self._event_reads: Coalescer[str, list[OrderEvent]] = Coalescer(self._events_many, max_batch=256, max_in_flight=4)
         self._loads: Coalescer[str, tuple[Order, int] | None] = Coalescer(self._load_many, max_batch=256, max_in_flight=4)
 
@@ -326,24 +328,24 @@ class PostgresJournal:
         async with self._conn() as conn:
             await conn.execute("DELETE FROM orders WHERE order_id = ANY($1::text[])", order_ids)
 
-    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
-        """Append the event (idempotent per seq) and store the order's new state, atomically; with
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
+        """Append the events (idempotent per seq) and store the order's new state, atomically; with
         ``claim``, also claim the order for submission unless a cancel was requested (True if claimed).
 
         Concurrent calls share one statement (:class:`engine.batching.Coalescer`); each returns
-        once its own event is committed. The claim rides on the same UPDATE: a separate claim
+        once its own events are committed. The claim rides on the same UPDATE: a separate claim
         statement on the same rows, running beside a batch of records, deadlocked under load.
         """
-        return await self._records.submit((order, event, claim))
+        return await self._records.submit((order, tuple(events), claim))
 
-    async def _record_many(self, batch: list[tuple[Order, OrderEvent, bool]]) -> list[bool]:
-        # An order's events normally come one after another (OrderRun's chain); should two runs of one
-        # order write at once, their events go in separate statements, in order (UPDATE ... FROM
+    async def _record_many(self, batch: list[tuple[Order, tuple[OrderEvent, ...], bool]]) -> list[bool]:
+        # An order's writes normally come one after another (OrderRun's writer); should two runs of one
+        # order write at once, their writes go in separate statements, in order (UPDATE ... FROM
         # would pick one of two matching rows at random).
-        rounds: list[list[tuple[Order, OrderEvent, bool]]] = []
+        rounds: list[list[tuple[Order, tuple[OrderEvent, ...], bool]]] = []
         seen: dict[str, int] = {}
         for item in batch:
-            nth = seen.get(item[0].order_id, 0)  # the nth event of this order in the batch goes in round n
+            nth = seen.get(item[0].order_id, 0)  # the nth write of this order in the batch goes in round n
             seen[item[0].order_id] = nth + 1
             if nth == len(rounds):
                 rounds.append([])
@@ -351,17 +353,25 @@ class PostgresJournal:
         answers: dict[tuple[str, int], bool] = {}
         for part in rounds:
             answers.update(await self._record_round(part))
-        return [answers.get((order.order_id, event.seq), not claim) for order, event, claim in batch]
+        return [answers.get((order.order_id, events[-1].seq), not claim) for order, events, claim in batch]
 
-    async def _record_round(self, batch: list[tuple[Order, OrderEvent, bool]]) -> dict[tuple[str, int], bool]:
-        """One statement; answers, for each claiming item, whether its order is claimed."""
-        columns: list[list[object]] = [[] for _ in range(17)]
-        for order, event, claim in sorted(batch, key=lambda item: item[0].order_id):  # rows locked in one order
+    async def _record_round(self, batch: list[tuple[Order, tuple[OrderEvent, ...], bool]]) -> dict[tuple[str, int], bool]:
+        """One statement: every event of the batch, and one state update per order. Answers, for
+        each claiming write, whether its order is claimed.
+
+        The routing decision is sent only by a write whose events carry one (``Order.apply`` changes
+        it only then): after ``building`` it is the largest field of the row, and rewriting it on
+        ``submitted`` and ``confirmed`` doubled the statement's work.
+        """
+        orders: list[list[object]] = [[] for _ in range(15)]
+        events: list[list[object]] = [[] for _ in range(5)]
+        for order, written, claim in batch:
+            decided = any(event.routing_decision is not None for event in written)
             row = (
                 order.order_id,
                 order.status.value,
                 order.attempts,
-                order.routing_decision.model_dump_json(by_alias=True) if order.routing_decision else None,
+                order.routing_decision.model_dump_json(by_alias=True) if decided and order.routing_decision else None,
                 order.tx_hash,
                 order.execution_price,
                 order.execution_amount,
@@ -371,28 +381,36 @@ class PostgresJournal:
                 json.dumps(order.tx_hashes) if order.tx_hashes is not None else None,
                 order.cancelled_at,
                 order.expired_at,
-                event.seq,
-                event.model_dump_json(by_alias=True, exclude_none=True),
-                event.at,
+                written[-1].seq,
                 claim,
             )
-            for column, value in zip(columns, row, strict=True):
+            for column, value in zip(orders, row, strict=True):
                 column.append(value)
+            for event in written:
+                for column, value in zip(
+                    events,
+                    (event.order_id, event.seq, event.status.value, event.model_dump_json(by_alias=True, exclude_none=True), event.at),
+                    strict=True,
+                ):
+                    column.append(value)
         async with self._conn() as conn:
             rows = await conn.fetch(
                 """
                 WITH incoming AS (
                     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::float8[],
                                          $8::text[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[],
-                                         $14::int[], $15::text[], $16::float8[], $17::bool[])
+                                         $14::int[], $15::bool[])
                         AS i(order_id, status, attempts, routing_decision, tx_hash, execution_price, execution_amount,
-                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, payload, at_ms, claim)
+                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, claim)
                 ), appended AS (
                     INSERT INTO order_events (order_id, seq, status, payload, created_at)
-                    SELECT order_id, seq, status, payload::jsonb, to_timestamp(at_ms / 1000.0) FROM incoming
+                    SELECT order_id, seq, status, payload::jsonb, to_timestamp(at_ms / 1000.0)
+                    FROM unnest($16::text[], $17::int[], $18::text[], $19::text[], $20::float8[])
+                        AS e(order_id, seq, status, payload, at_ms)
                     ON CONFLICT (order_id, seq) DO NOTHING
                 )
-                UPDATE orders o SET status = i.status, attempts = i.attempts, routing_decision = i.routing_decision::jsonb,
+                UPDATE orders o SET status = i.status, attempts = i.attempts,
+                    routing_decision = coalesce(i.routing_decision::jsonb, o.routing_decision),
                     tx_hash = i.tx_hash, execution_price = i.execution_price, execution_amount = i.execution_amount,
                     failure_reason = i.failure_reason, executed_at = to_timestamp(i.executed_ms / 1000.0),
                     failed_at = to_timestamp(i.failed_ms / 1000.0), updated_at = now(), tx_hashes = i.tx_hashes::jsonb,
@@ -402,7 +420,8 @@ class PostgresJournal:
                 WHERE o.order_id = i.order_id
                 RETURNING o.order_id, i.seq, i.claim, o.submit_claimed
                 """,
-                *columns,
+                *orders,
+                *events,
             )
         return {(row["order_id"], row["seq"]): bool(row["submit_claimed"]) for row in rows if row["claim"]}
 

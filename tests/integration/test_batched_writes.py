@@ -45,10 +45,10 @@ async def test_concurrent_records_share_statements_and_land_whole(journal: Postg
     await journal.insert_orders(items)
     routed = [_next(n.order, 2, OrderStatus.ROUTING, attempt=1) for n in items]
     flushes_before = journal._records.flushes
-    await asyncio.gather(*(journal.record(order, event) for order, event in routed))
+    await asyncio.gather(*(journal.record(order, [event]) for order, event in routed))
     assert journal._records.flushes - flushes_before < len(items)  # they were batched
     failed = [_next(order, 3, OrderStatus.FAILED, failure_reason=f"reason {i}") for i, (order, _) in enumerate(routed)]
-    await asyncio.gather(*(journal.record(order, event) for order, event in failed))
+    await asyncio.gather(*(journal.record(order, [event]) for order, event in failed))
     for i, n in enumerate(items):
         loaded = await journal.load(n.order.order_id)
         assert loaded is not None
@@ -61,7 +61,7 @@ async def test_two_events_of_one_order_in_one_batch_are_written_in_order(journal
     await journal.insert_orders([item])
     order, routing = _next(item.order, 2, OrderStatus.ROUTING, attempt=1)
     order, cancelled = _next(order, 3, OrderStatus.CANCELLED, reason="cancelled by the client")
-    await journal._record_many([(order.model_copy(update={"status": OrderStatus.ROUTING}), routing, False), (order, cancelled, False)])
+    await journal._record_many([(order.model_copy(update={"status": OrderStatus.ROUTING}), (routing,), False), (order, (cancelled,), False)])
     loaded = await journal.load(item.order.order_id)
     assert loaded is not None and loaded[0].status is OrderStatus.CANCELLED and loaded[1] == 3
 

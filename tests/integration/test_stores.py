@@ -31,8 +31,8 @@ async def test_journal_records_every_transition(journal: PostgresJournal) -> Non
     await journal.insert_order(order, first)
     routing = OrderEvent(order_id=order.order_id, seq=2, status=OrderStatus.ROUTING, at=first.at + 5, attempt=1)
     order = order.apply(routing)
-    await journal.record(order, routing)
-    await journal.record(order, routing)  # replay: idempotent per seq
+    await journal.record(order, [routing])
+    await journal.record(order, [routing])  # replay: idempotent per seq
     loaded = await journal.load(order.order_id)
     assert loaded is not None
     assert loaded[0].status is OrderStatus.ROUTING and loaded[0].attempts == 1 and loaded[1] == 2
@@ -46,11 +46,11 @@ async def _to_building(journal: PostgresJournal, claim: bool) -> bool:
     await journal.insert_order(order, first)
     routing = OrderEvent(order_id=order.order_id, seq=2, status=OrderStatus.ROUTING, at=first.at + 5, attempt=1)
     order = order.apply(routing)
-    assert await journal.record(order, routing) is True  # not a claim: always True
+    assert await journal.record(order, [routing]) is True  # not a claim: always True
     building = OrderEvent(order_id=order.order_id, seq=3, status=OrderStatus.BUILDING, at=first.at + 9)
     if not claim:
         return await journal.request_cancel(order.order_id)
-    return await journal.record(order.apply(building), building, claim=True)
+    return await journal.record(order.apply(building), [building], claim=True)
 
 
 async def test_the_building_write_claims_the_order_and_then_a_cancel_is_refused(journal: PostgresJournal) -> None:
@@ -65,7 +65,7 @@ async def test_a_cancel_before_the_building_write_wins_over_the_claim(journal: P
     assert await _to_building(journal, claim=False) is True  # the client's cancel is flagged
     (order,) = await journal.open_orders()
     building = OrderEvent(order_id=order.order_id, seq=3, status=OrderStatus.BUILDING, at=order.submitted_at + 9)
-    assert await journal.record(order.apply(building), building, claim=True) is False
+    assert await journal.record(order.apply(building), [building], claim=True) is False
     assert (await journal.get(order.order_id)).cancel_requested  # type: ignore[union-attr]
 
 
@@ -79,9 +79,9 @@ async def test_claims_in_one_batch_are_decided_per_order(journal: PostgresJourna
     for order in orders[::2]:
         assert await journal.request_cancel(order.order_id)
     events = [OrderEvent(order_id=o.order_id, seq=2, status=OrderStatus.ROUTING, at=o.submitted_at + 1) for o in orders]
-    await asyncio.gather(*(journal.record(o.apply(e), e) for o, e in zip(orders, events, strict=True)))
+    await asyncio.gather(*(journal.record(o.apply(e), [e]) for o, e in zip(orders, events, strict=True)))
     built = [OrderEvent(order_id=o.order_id, seq=3, status=OrderStatus.BUILDING, at=o.submitted_at + 2) for o in orders]
-    answers = await asyncio.gather(*(journal.record(o.apply(e), e, claim=True) for o, e in zip(orders, built, strict=True)))
+    answers = await asyncio.gather(*(journal.record(o.apply(e), [e], claim=True) for o, e in zip(orders, built, strict=True)))
     assert answers == [False, True, False, True, False, True]
     assert journal.batching()["records"].flushes < 12  # shared statements
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -57,6 +57,8 @@ class FakeJournal:
         self.keys: dict[str, tuple[str, str | None]] = {}
         self.deleted: list[str] = []
         self.calls: list[str] = []
+        self.writes: list[list[OrderStatus]] = []  # the statuses each record call carried
+        self._seen: set[tuple[str, int]] = set()
         self.raised = 0
         self.cancel_flags: set[str] = set()
         self.claimed: set[str] = set()
@@ -104,17 +106,20 @@ class FakeJournal:
         )
         return order, self.seqs[order_id]
 
-    async def record(self, order: Order, event: OrderEvent, claim: bool = False) -> bool:
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
         self._maybe_fail("record")
+        self.writes.append([e.status for e in events])
         if claim:
             self.calls.append("claim")
             if self.cancel_before_claim:
                 self.cancel_before_claim = False
                 self.request_cancel(order.order_id)
-        if not any(e.order_id == event.order_id and e.seq == event.seq for e in self.events):  # idempotent per (order, seq)
-            self.events.append(event)
-            self.orders[order.order_id] = order
-            self.seqs[order.order_id] = event.seq
+        for event in events:
+            if (event.order_id, event.seq) not in self._seen:  # idempotent per (order, seq)
+                self._seen.add((event.order_id, event.seq))
+                self.events.append(event)
+        self.orders[order.order_id] = order
+        self.seqs[order.order_id] = max(self.seqs.get(order.order_id, 0), events[-1].seq)
         if not claim:
             return True
         if order.order_id not in self.cancel_flags:

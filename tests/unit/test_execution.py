@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -367,3 +368,76 @@ async def test_order_run_refuses_an_illegal_transition_before_any_side_effect(fa
     assert journal.events == []
     assert active.calls == []
     assert run.seq == 5
+
+
+class GatedJournal:
+    """Wraps the fake journal: each ``record`` waits for ``gate``, so writes can be held in flight."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+
+    async def record(self, order, events, claim=False):
+        await self.gate.wait()
+        return await self.inner.record(order, events, claim)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def test_events_emitted_while_a_write_is_in_flight_go_together_in_the_next(fakes, journal, active, sink, clock) -> None:
+    gated = GatedJournal(journal)
+    run = OrderRun(fakes.order(), 1, sink, gated, active, clock, RetryPolicy())
+
+    await run.emit(S.ROUTING, attempt=1)
+    await asyncio.sleep(0)  # the first write is under way (held at the gate) with routing alone
+    await run.emit(S.BUILDING)
+    await run.emit(S.SUBMITTED)
+    gated.gate.set()
+    await run.settled()
+
+    assert journal.writes == [[S.ROUTING], [S.BUILDING, S.SUBMITTED]]
+    assert statuses(journal.events) == [S.ROUTING, S.BUILDING, S.SUBMITTED]
+    assert journal.orders[OID].status is S.SUBMITTED and journal.seqs[OID] == 4
+    assert [status for _, _, status in active.calls] == [S.ROUTING, S.SUBMITTED]  # one hot-copy write per journal write
+    assert statuses(sink.events) == [S.ROUTING, S.BUILDING, S.SUBMITTED]
+
+
+async def test_several_events_before_the_first_write_starts_are_one_write_with_the_last_state(fakes, journal, active, sink, clock) -> None:
+    gated = GatedJournal(journal)
+    gated.gate.set()
+    run = OrderRun(fakes.order(), 1, sink, gated, active, clock, RetryPolicy())
+
+    for status in (S.ROUTING, S.BUILDING, S.SUBMITTED):  # no venue latency between them
+        await run.emit(status, attempt=1) if status is S.ROUTING else await run.emit(status)
+    await run.settled()
+
+    assert journal.writes == [[S.ROUTING, S.BUILDING, S.SUBMITTED]]
+    assert [e.seq for e in journal.events] == [2, 3, 4]
+    assert journal.orders[OID].status is S.SUBMITTED
+    assert statuses(sink.events) == [S.ROUTING, S.BUILDING, S.SUBMITTED]  # every event still streamed, in order
+
+
+async def test_a_claiming_event_waits_for_its_own_write_and_learns_the_claim(fakes, journal, active, sink, clock) -> None:
+    gated = GatedJournal(journal)
+    run = OrderRun(fakes.order(), 1, sink, gated, active, clock, RetryPolicy())
+    await run.emit(S.ROUTING, attempt=1)
+    await asyncio.sleep(0)
+
+    claim = asyncio.create_task(run.emit_claiming(S.BUILDING))
+    await asyncio.sleep(0)
+    assert not claim.done()  # routing's write is still in flight; building goes in the next
+    gated.gate.set()
+
+    assert await claim is True
+    assert journal.writes == [[S.ROUTING], [S.BUILDING]]
+    assert journal.claimed == {OID}
+
+
+async def test_a_cancel_flagged_before_the_claiming_write_refuses_the_claim(fakes, journal, active, sink, clock) -> None:
+    run = OrderRun(fakes.order(), 1, sink, journal, active, clock, RetryPolicy())
+    await run.emit(S.ROUTING, attempt=1)
+    assert journal.request_cancel(OID)
+
+    assert await run.emit_claiming(S.BUILDING) is False
+    assert journal.claimed == set()
