@@ -58,6 +58,9 @@ class Dispatcher:
         self._epoch = uuid.uuid4().hex
         self._pool: asyncpg.Pool | None = None
         self._redis: aioredis.Redis | None = None
+        self._stock = 0  # rate-limit tokens taken ahead of need
+        self._stock_size = min(settings.rate_limit_burst, POP_BATCH)
+        self._topping_up: asyncio.Task[None] | None = None
         self._redispatched: dict[str, int] = {}
         self._given_up: set[str] = set()
         self.peak_running = 0
@@ -172,11 +175,30 @@ class Dispatcher:
             self.peak_running = max(self.peak_running, len(self._running))
 
     async def _reserve(self, count: int) -> list[float]:
-        """Rate-limit tokens for ``count`` orders in one call: how long each must wait."""
+        """Rate-limit tokens for ``count`` orders: how long each must wait.
+
+        Tokens come first from a small stock taken from the RateLimiter ahead of need (only tokens
+        available at the time, so the limit holds: a token is granted before its order starts, never
+        after), the rest in one ``reserve`` call. With the stock full, an order starts without a
+        limiter round trip (~1.3 ms here); after each use the stock is topped up in the background.
+        """
         if count == 0:
             return []
-        waits: list[float] = await self._limiter.reserve.remote(count)
+        from_stock = min(count, self._stock)
+        self._stock -= from_stock
+        waits = [0.0] * from_stock
+        if count > from_stock:
+            waits += await self._limiter.reserve.remote(count - from_stock)
+        if self._topping_up is None or self._topping_up.done():
+            self._topping_up = asyncio.create_task(self._top_up())
         return waits
+
+    async def _top_up(self) -> None:
+        want = self._stock_size - self._stock
+        if want > 0:
+            with contextlib.suppress(RayActorError, ActorUnavailableError, RayTaskError):
+                taken: int = await self._limiter.take.remote(want)
+                self._stock += taken
 
     def _release(self, count: int) -> None:
         for _ in range(count):

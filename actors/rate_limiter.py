@@ -28,5 +28,14 @@ class RateLimiter:
         self.granted += count
         return [self._bucket.reserve(now) for _ in range(count)]
 
+    def take(self, count: int) -> int:
+        """Take up to ``count`` tokens that are available right now (never a reservation); how many."""
+        now = self._clock.now()
+        taken = 0
+        while taken < count and self._bucket.try_acquire(now):
+            taken += 1
+        self.granted += taken
+        return taken
+
     def stats(self) -> dict[str, float]:
         return {"granted": self.granted, "tokens": self._bucket.tokens}

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.rate_limiter import RateLimiter
+from engine.clock import ManualClock
 from engine.token_bucket import TokenBucket
 
 
@@ -107,3 +109,47 @@ def test_tokens_ready_in_any_window_never_exceed_capacity_plus_rate_times_length
         for j in range(i, len(ready)):
             tokens_in_window = j - i + 1
             assert tokens_in_window <= capacity + rate * (ready[j] - ready[i]) + 1e-9
+
+
+@settings(deadline=None, max_examples=200, database=None)
+@given(
+    rate=st.floats(min_value=0.1, max_value=100.0),
+    capacity=st.integers(min_value=1, max_value=20),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.001, 0.01, 0.1, 0.5, 2.0]), st.integers(min_value=0, max_value=8), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_tokens_taken_ahead_and_reserved_together_still_keep_the_limit(
+    rate: float, capacity: int, steps: list[tuple[float, int, bool]]
+) -> None:
+    """The dispatcher's stock: tokens taken only when available (``take``) mixed with reservations;
+    a token's start time is when it was granted (stock) or when its wait ends (reservation)."""
+    clock = ManualClock(start=0.0)
+    limiter = RateLimiter(per_minute=rate * 60, burst=capacity, clock=clock)
+    ready: list[float] = []
+    for gap, count, ahead in steps:
+        clock.advance(gap)
+        now = clock.now()
+        if ahead:
+            taken = limiter.take(count)
+            assert 0 <= taken <= count
+            ready += [now] * taken
+        else:
+            ready += [now + wait for wait in limiter.reserve(count)]
+    assert limiter.granted == len(ready)
+    ready.sort()
+    for i in range(len(ready)):
+        for j in range(i, len(ready)):
+            assert j - i + 1 <= capacity + rate * (ready[j] - ready[i]) + 1e-9
+
+
+def test_take_never_waits_and_takes_only_what_is_there() -> None:
+    clock = ManualClock(start=0.0)
+    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+    assert limiter.take(5) == 3  # a full bucket of 3
+    assert limiter.take(1) == 0  # empty: nothing, and no debt
+    clock.advance(1.0)
+    assert limiter.take(5) == 1  # one token a second
+    assert limiter.reserve(1) == [pytest.approx(1.0)]  # a reservation queues behind, as before
