@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from actors.gc_tuning import spread_garbage_collection
 from actors.subscriptions import CATCH_UP, ReplicaSubscriptions
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
@@ -186,18 +187,25 @@ async def _refuse(websocket: WebSocket) -> None:
     await websocket.close(code=4404)
 
 
-async def _answer_pings(websocket: WebSocket) -> None:
-    """Answer ``{"type":"ping"}`` with ``{"type":"pong"}``; return when the client goes away."""
-    while True:
-        try:
-            message = await websocket.receive_json()
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        except (ValueError, TypeError, KeyError):  # not JSON, or a binary frame
-            await websocket.send_json({"type": "error", "message": "messages must be JSON text"})
-            continue
-        if isinstance(message, dict) and message.get("type") == "ping":
-            await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+GONE: dict[str, Any] = {"type": "gone"}
+"""Put on a stream's queue by its reader when the client goes away: the stream ends."""
+
+
+async def _answer_pings(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    """Answer ``{"type":"ping"}`` with ``{"type":"pong"}``; when the client goes away, tell the stream."""
+    try:
+        while True:
+            try:
+                message = await websocket.receive_json()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            except (ValueError, TypeError, KeyError):  # not JSON, or a binary frame
+                await websocket.send_json({"type": "error", "message": "messages must be JSON text"})
+                continue
+            if isinstance(message, dict) and message.get("type") == "ping":
+                await websocket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+    finally:
+        queue.put_nowait(GONE)
 
 
 @serve.deployment(graceful_shutdown_timeout_s=3, health_check_period_s=5)
@@ -228,6 +236,7 @@ class Ingress:
                 self.orders = RedisOrders(self.redis, self.settings.redis_prefix)
                 self.intake = OrderIntake(self.journal, self.orders)
                 self.subscriptions.start()
+                spread_garbage_collection()
                 self._started = True
 
     @app.post(
@@ -474,25 +483,29 @@ class Ingress:
 
         if await deliver(list(known.values())):
             return
-        reader = asyncio.create_task(_answer_pings(websocket))
+        # One queue carries the hub's events, the catch-up marker and the reader's "gone": the loop
+        # waits on it alone (no asyncio.wait of two futures per event, whose garbage, 2,000 sockets
+        # over, fed the replica's full GC collections).
+        reader = asyncio.create_task(_answer_pings(websocket, queue))
         try:
-            while not reader.done():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, timeout=QUIET_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    event = getter.result()
-                    if event.get("type") == CATCH_UP["type"]:  # the hub failed or restarted: it may have lost events
-                        batch = await self._persisted(order_id)
-                    else:
-                        batch = [event]
-                        if event["seq"] > last + 1:  # a gap: fill it from PostgreSQL
-                            batch += await self._persisted(order_id)
-                    if await deliver(batch):
+            while True:
+                try:
+                    async with asyncio.timeout(QUIET_CHECK_S):
+                        event = await queue.get()
+                except TimeoutError:  # quiet: check PostgreSQL
+                    if await deliver(await self._persisted(order_id)):
                         return
+                    continue
+                if event.get("type") == GONE["type"]:
+                    return
+                if event.get("type") == CATCH_UP["type"]:  # the hub failed or restarted: it may have lost events
+                    batch = await self._persisted(order_id)
                 else:
-                    getter.cancel()
-                    if not done and await deliver(await self._persisted(order_id)):  # quiet: check PostgreSQL
-                        return
+                    batch = [event]
+                    if event["seq"] > last + 1:  # a gap: fill it from PostgreSQL
+                        batch += await self._persisted(order_id)
+                if await deliver(batch):
+                    return
         finally:
             reader.cancel()
 
