@@ -77,7 +77,7 @@ class Dispatcher:
 
     async def start(self) -> int:
         """Connect, recover open orders from PostgreSQL into the queue, start pumping. Returns orders recovered."""
-        self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
+        self._pool = await create_pool(self._database_url, min_size=2, max_size=4)
         self._redis = redis_store.connect(self._redis_url)
         self._journal = PostgresJournal(self._pool)
         self._orders = RedisOrders(self._redis, self._settings.redis_prefix)

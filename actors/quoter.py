@@ -36,7 +36,7 @@ class _QuoterBase:
         if self._venue is None:
             async with self._lock:
                 if self._venue is None:
-                    self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
+                    self._pool = await create_pool(self._database_url, min_size=4, max_size=4)  # opened now, not mid-swap
                     seed = self._settings.sim_seed
                     self._venue = SimulatedVenue(
                         name=self.venue_name,

@@ -899,6 +899,7 @@ async def bench(args: argparse.Namespace) -> int:
         # C: overhead and fan-out at default venue timings
         if not args.only or "default-timings" in args.only:
             engine = await engines.get("default-timings")
+            await asyncio.sleep(mode.idle_settle_s)  # Ray and Serve finish starting up: a running engine is measured
             result["overhead"] = await overhead_phase(engine, mode, quote_ms, usages)
             result["fanout"] = await fanout_phase(engine, mode, subscribers, args.per_order, usages)
             await engines.release("default-timings")
