@@ -25,6 +25,7 @@ from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.batching import Pacer
 from engine.errors import StoreUnavailable
+from engine.lifecycle import is_terminal
 from engine.logs import setup_logging
 from engine.models import Order, OrderStatus
 from engine.settings import Settings
@@ -126,10 +127,16 @@ class Dispatcher:
                     last_sweep = time.monotonic()
                     busy = set(self._running)
                     queued = await self._orders.queued_ids()
-                    stale = (time.time() - SWEEP_EVERY_S) * 1000
-                    open_orders = [o for o in await self._journal.open_orders() if o.submitted_at < stale]
+                    candidates = await self._journal.sweep_candidates((time.time() - SWEEP_EVERY_S) * 1000)
                     skip = busy | self._running | queued | self._given_up
-                    lost = [o for o in open_orders if o.order_id not in skip and not _held_by_watcher(o)]
+                    lost = []
+                    for order_id in (c for c in candidates if c not in skip):
+                        loaded = await self._journal.load(order_id)
+                        # checked again after the read: the order may have been popped or finished meanwhile
+                        if loaded is None or order_id in self._running:
+                            continue
+                        if not is_terminal(loaded[0].status) and not _held_by_watcher(loaded[0]):
+                            lost.append(loaded[0])
                     if lost:
                         await self._orders.requeue(lost)
                         for order in lost:

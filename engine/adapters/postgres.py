@@ -458,6 +458,20 @@ class PostgresJournal:
             trails[row["order_id"]].append(OrderEvent.model_validate(row["payload"]))
         return [trails[order_id] for order_id in order_ids]
 
+    async def sweep_candidates(self, submitted_before_ms: float) -> list[str]:
+        """Ids of open orders submitted before the given time that could need the queue: not a LIMIT or
+        SNIPER order held by the watcher (``waiting``, not triggered, not cancelled). Ids only: with tens
+        of thousands of orders queued, reading whole rows every few seconds cost the dispatcher a
+        fifth of a core (measured)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT order_id FROM orders WHERE status NOT IN {TERMINAL_SQL} "
+                "AND submitted_at < to_timestamp($1 / 1000.0) "
+                "AND NOT (status = 'waiting' AND triggered_at IS NULL AND NOT cancel_requested)",
+                submitted_before_ms,
+            )
+        return [row["order_id"] for row in rows]
+
     async def open_orders(self) -> list[Order]:
         """Every order not yet terminal, oldest first: what recovery resumes."""
         async with self._conn() as conn:

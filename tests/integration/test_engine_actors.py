@@ -164,3 +164,36 @@ async def test_killed_executor_mid_swap_still_completes_once(engine_factory, int
         assert await ledger.count_for(order_id) == 1
         swap = await ledger.find(order.routing_decision.venue, order_id)  # type: ignore[union-attr]
         assert swap is not None and swap.tx_hash == order.tx_hash
+
+
+async def test_orders_in_flight_together_share_their_calls(engine_factory, intake, journal, pg_pool) -> None:
+    """40 orders queued at once, two executors: each dispatch round goes to one executor in one call, and
+    the orders of a round load, quote, write and swap together (fewer calls than orders everywhere)."""
+    ids = await submit(intake, 40, amount=0.5)  # queued before the engine starts: the first rounds are full
+    actors, _ = engine_factory(max_concurrent_orders=40, executor_pool_size=2, quote_latency_ms=20.0, swap_latency_ms=(30.0, 60.0))
+    trails = await wait_terminal(journal, ids)
+    assert all(events[-1].status is OrderStatus.CONFIRMED for events in trails.values())
+    assert await pg_pool.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = ANY($1::text[])", ids) == 40
+    dispatcher = ray.get(actors.dispatcher.stats.remote())
+    assert dispatcher["dispatched"] == 40
+    assert dispatcher["handoffs"] < 40 and dispatcher["answers"] < 40
+    totals: dict[str, list[int]] = {}
+    for executor in actors.executors:
+        for name, counts in ray.get(executor.stats.remote())["batching"].items():
+            flushes, items = totals.setdefault(name, [0, 0])
+            totals[name] = [flushes + counts["flushes"], items + counts["items"]]
+    print(f"dispatch: {dispatcher}; batching (flushes, items): {totals}")
+    for name in ("postgres.loads", "raydium.reads", "meteora.reads", "postgres.records", "hub.publish"):
+        flushes, items = totals[name]
+        assert items >= 40 and flushes < items, (name, flushes, items)
+
+
+async def test_an_open_order_missing_from_the_queue_is_swept_up(engine_factory, journal) -> None:
+    """An order in PostgreSQL whose queue entry was lost runs after the dispatcher's sweep (every 5 s)."""
+    from engine.intake import new_order
+
+    engine_factory()  # started (and its start-up recovery done) before the order exists
+    order, first = new_order(OrderRequest(token_in="SOL", token_out="USDC", amount=0.5), time.time() * 1000 - 10_000)
+    await journal.insert_order(order, first)  # in PostgreSQL only: Redis never heard of it
+    trails = await wait_terminal(journal, [order.order_id], timeout_s=30)
+    assert trails[order.order_id][-1].status is OrderStatus.CONFIRMED

@@ -186,3 +186,17 @@ async def test_redis_forget_undoes_accept(redis_orders: RedisOrders) -> None:
     assert await redis_orders.get(order.order_id) is None
     assert await redis_orders.active_ids() == set()
     assert await redis_orders.queued() == 0
+
+
+async def test_sweep_candidates_are_old_open_orders_not_held_by_the_watcher(journal: PostgresJournal) -> None:
+    old, first = _order(at=1_764_000_000_000.0)
+    await journal.insert_order(old, first)
+    recent, recent_first = _order(at=1_764_000_100_000.0)
+    await journal.insert_order(recent, recent_first)
+    waiting, waiting_first = _order(order_type=OrderType.LIMIT, at=1_764_000_000_001.0)
+    await journal.insert_order(waiting, waiting_first)
+    event = OrderEvent(order_id=waiting.order_id, seq=2, status=OrderStatus.WAITING, at=waiting_first.at + 1, reason="limit")
+    await journal.record(waiting.apply(event), [event])
+    assert await journal.sweep_candidates(1_764_000_050_000.0) == [old.order_id]  # recent is too new, waiting is held
+    await journal.set_triggered(waiting.order_id, waiting_first.at + 2)  # triggered: it needs the queue again
+    assert sorted(await journal.sweep_candidates(1_764_000_050_000.0)) == sorted([old.order_id, waiting.order_id])

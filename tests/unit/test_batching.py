@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from engine.batching import Coalescer
+from engine.batching import Coalescer, Pacer
+from engine.clock import ManualClock
 
 
 class Recorder:
@@ -121,3 +122,98 @@ def test_limits_must_be_positive() -> None:
 
     with pytest.raises(ValueError):
         Coalescer(echo, max_batch=0)
+
+
+# --------------------------------------------------------------------------- streaming flushes
+
+
+async def test_a_streaming_flush_answers_each_caller_as_its_item_is_done() -> None:
+    release = {i: asyncio.Event() for i in range(3)}
+
+    async def stream(items: list[int]):
+        pending = dict(enumerate(items))
+        while pending:
+            for index, item in list(pending.items()):
+                if release[item].is_set():
+                    del pending[index]
+                    yield [(index, item * 10)]
+            await asyncio.sleep(0)
+
+    coalescer: Coalescer[int, int] = Coalescer(stream=stream, max_in_flight=1)
+    calls = [asyncio.create_task(coalescer.submit(i)) for i in range(3)]
+    release[1].set()
+    assert await calls[1] == 10
+    assert not calls[0].done() and not calls[2].done()  # a quick item does not wait for the slow ones
+    release[0].set()
+    release[2].set()
+    assert await asyncio.gather(calls[0], calls[2]) == [0, 20]
+    assert coalescer.flushes == 1
+
+
+async def test_a_streaming_flush_that_ends_early_fails_only_the_unanswered() -> None:
+    async def stream(items: list[int]):
+        yield [(0, "first")]
+        raise ConnectionError("venue lost")
+
+    coalescer: Coalescer[int, str] = Coalescer(stream=stream)
+    results = await asyncio.gather(coalescer.submit(1), coalescer.submit(2), return_exceptions=True)
+    assert results[0] == "first"
+    assert isinstance(results[1], ConnectionError)
+
+
+async def test_a_streaming_flush_that_forgets_an_item_fails_it() -> None:
+    async def stream(items: list[int]):
+        yield [(1, "second")]
+
+    coalescer: Coalescer[int, str] = Coalescer(stream=stream)
+    results = await asyncio.gather(coalescer.submit(1), coalescer.submit(2), return_exceptions=True)
+    assert isinstance(results[0], RuntimeError) and results[1] == "second"
+
+
+def test_a_coalescer_takes_one_flush_kind() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        Coalescer()
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+async def test_a_pacer_lets_the_first_go_at_once_and_spaces_the_rest() -> None:
+    clock = ManualClock(start=100.0)
+    pacer = Pacer(0.005, clock)
+    await pacer.turn()
+    await pacer.turn()
+    await pacer.turn()
+    assert clock.slept == [pytest.approx(0.005), pytest.approx(0.005)]  # the second and third waited their turn
+    clock.advance(1.0)  # a quiet spell
+    await pacer.turn()
+    assert len(clock.slept) == 2  # went at once
+
+
+async def test_a_pacer_with_no_window_never_waits() -> None:
+    clock = ManualClock()
+    pacer = Pacer(0.0, clock)
+    for _ in range(3):
+        await pacer.turn()
+    assert clock.slept == []
+
+
+async def test_calls_made_while_a_paced_flush_waits_its_turn_go_in_it() -> None:
+    clock = ManualClock(start=100.0)
+    gate = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # the window: held open until the test lets it pass
+        clock.slept.append(seconds)
+        await gate.wait()
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.flush, max_in_flight=10, pacer=Pacer(0.005, clock))
+    assert await coalescer.submit(2) == 20  # the first after a quiet spell: at once
+    later = [asyncio.create_task(coalescer.submit(i)) for i in (4, 6, 8)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert recorder.batches == [[2]]  # the next flush waits for its turn ...
+    gate.set()
+    assert await asyncio.gather(*later) == [40, 60, 80]
+    assert recorder.batches == [[2], [4, 6, 8]]  # ... and carries everything queued meanwhile
