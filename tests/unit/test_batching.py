@@ -178,16 +178,20 @@ def test_a_coalescer_takes_one_flush_kind() -> None:
 # --------------------------------------------------------------------------- pacing
 
 
-async def test_a_pacer_lets_the_first_go_at_once_and_spaces_the_rest() -> None:
+async def test_a_pacer_lets_the_first_go_at_once_and_widens_its_window_under_load() -> None:
     clock = ManualClock(start=100.0)
-    pacer = Pacer(0.005, clock)
-    await pacer.turn()
-    await pacer.turn()
-    await pacer.turn()
-    assert clock.slept == [pytest.approx(0.005), pytest.approx(0.005)]  # the second and third waited their turn
+    pacer = Pacer(0.008, clock)
+    for _ in range(5):  # back to back: each waits its turn, the window doubling up to 8 ms
+        await pacer.turn()
+    assert clock.slept == [pytest.approx(x) for x in (0.002, 0.004, 0.008, 0.008)]
     clock.advance(1.0)  # a quiet spell
     await pacer.turn()
-    assert len(clock.slept) == 2  # went at once
+    assert len(clock.slept) == 4  # went at once
+    assert pacer.current_s == pytest.approx(0.004)  # and the window narrows again
+    for _ in range(3):
+        clock.advance(1.0)
+        await pacer.turn()
+    assert pacer.current_s == pytest.approx(0.002)  # back to a quarter of the maximum at rest
 
 
 async def test_a_pacer_with_no_window_never_waits() -> None:
