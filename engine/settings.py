@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     max_ongoing_requests: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024, ge=256)
     access_log: bool = Field(default=False, description="Serve's per-request access log lines (costs CPU on every request)")
+    request_metrics: bool = Field(
+        default=False,
+        description="HAProxy mode: Serve's per-request metrics (one syslog line per request, parsed by its HAProxy manager actor)",
+    )
     log_level: str = "INFO"
 
     @field_validator("swap_latency_ms", mode="before")
