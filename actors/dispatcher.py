@@ -187,7 +187,7 @@ class Dispatcher:
         Tokens come first from a small stock taken from the RateLimiter ahead of need (only tokens
         available at the time, so the limit holds: a token is granted before its order starts, never
         after), the rest in one ``reserve`` call. With the stock full, an order starts without a
-        limiter round trip (~1.3 ms here); after each use the stock is topped up in the background.
+        limiter round trip (~1.3 ms here); once half used, the stock is topped up in the background.
         """
         if count == 0:
             return []
@@ -196,7 +196,7 @@ class Dispatcher:
         waits = [0.0] * from_stock
         if count > from_stock:
             waits += await self._limiter.reserve.remote(count - from_stock)
-        if self._topping_up is None or self._topping_up.done():
+        if self._stock <= self._stock_size // 2 and (self._topping_up is None or self._topping_up.done()):
             self._topping_up = asyncio.create_task(self._top_up())
         return waits
 

@@ -60,6 +60,7 @@ class StatusHub:
                 self._inboxes[replica_id].append(event)
                 self._wakeups[replica_id].set()
         if event["status"] in TERMINAL:
+            self._finished_at.pop(order_id, None)  # kept in finishing order: expiry stops at the first young one
             self._finished_at[order_id] = time.monotonic()
             self._subscribers.pop(order_id, None)
 
@@ -99,10 +100,14 @@ class StatusHub:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for order_id, at in list(self._finished_at.items()):
-            if now - at > self._keep_finished_s:
-                del self._finished_at[order_id]
-                self._logs.pop(order_id, None)
+        # Oldest first, stopping at the first one still kept: a full scan per call cost the hub a tenth of
+        # a core at 480 orders/s (60 s of finished orders is ~29,000 entries).
+        while self._finished_at:
+            order_id, at = next(iter(self._finished_at.items()))
+            if now - at <= self._keep_finished_s:
+                break
+            del self._finished_at[order_id]
+            self._logs.pop(order_id, None)
         for replica_id, seen in list(self._last_seen.items()):
             if now - seen > self._subscriber_ttl_s:
                 self._inboxes.pop(replica_id, None)

@@ -44,3 +44,20 @@ async def test_a_republished_seq_with_another_status_is_a_correction() -> None:
         (3, "building", False),
         (3, "failed", True),
     ]
+
+
+async def test_finished_orders_are_forgotten_oldest_first_after_the_keep_time(monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("actors.status_hub.time.monotonic", lambda: now[0])
+    hub = StatusHub(keep_finished_s=60.0)
+    await hub.publish_many([event("old", 2, "confirmed")])
+    now[0] += 30
+    await hub.publish_many([event("young", 2, "failed"), event("open", 2, "routing")])
+    now[0] += 31  # old finished 61 s ago, young 31 s ago
+    await hub.publish_many([event("open", 3, "building")])
+    assert hub.stats()["orders"] == 2  # old's log is gone; young's and the open order's are kept
+    assert await hub.subscribe("replica-a", "old") == []
+    assert [e["status"] for e in await hub.subscribe("replica-a", "young")] == ["failed"]
+    now[0] += 30
+    await hub.publish_many([event("open", 4, "submitted")])
+    assert hub.stats()["orders"] == 1  # young expired too; an open order is never expired
