@@ -39,15 +39,15 @@ class Pacer:
     The first event after a quiet spell goes at once; under load each waits for its turn, and
     whatever piles up meanwhile goes with it. An actor call costs ~1 ms of CPU here whatever it
     carries, so at a few hundred orders a second this turns one call per order into one call per
-    several orders. The window starts at ``floor_s`` (default a quarter of ``window_s``), doubles each time an event had
+    several orders. The window starts at a quarter of ``window_s``, doubles each time an event had
     to wait (sustained load: bigger batches) up to ``window_s``, and halves back after an event that
     did not (light load: little added latency). Measured (capacity, orders/s): a fixed 5 ms window
     430-468, a fixed 20 ms 460-533, this 460-487 at 20 ms.
     """
 
-    def __init__(self, window_s: float, clock: Clock | None = None, floor_s: float | None = None) -> None:
+    def __init__(self, window_s: float, clock: Clock | None = None) -> None:
         self.window_s = window_s
-        self._floor_s = window_s / 4 if floor_s is None else min(floor_s, window_s)
+        self._floor_s = window_s / 4
         self._current_s = self._floor_s
         self._clock = clock or SystemClock()
         self._next = -math.inf
