@@ -686,6 +686,22 @@ class Profiler:
             self.results.extend(await task)
 
 
+def cpu_probe_ms(steps: int = 1_000_000, tries: int = 5) -> float:
+    """How fast this machine runs Python right now: the median time of a fixed loop, in ms.
+
+    The machine is shared (a VM beside other tenants), and on one day the same code gave 485 and
+    269 orders/s. Runs whose probes differ much are not comparable one to one; compare ratios.
+    """
+    times = []
+    for _ in range(tries):
+        start = time.perf_counter()
+        total = 0
+        for i in range(steps):
+            total += i
+        times.append((time.perf_counter() - start) * 1000)
+    return round(sorted(times)[tries // 2], 1)
+
+
 def others_on_machine(own_dirs: list[str]) -> dict[str, int]:
     """Other people's Ray nodes and Serve replicas running now (a source of noise)."""
     raylets = replicas = 0
@@ -750,6 +766,10 @@ def print_table(result: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         f"Order execution engine benchmark: mode {meta['mode']}, {meta['started_at']}, {meta['cpus']} CPUs, "
         f"load avg {meta['load_avg_start']} -> {meta['load_avg_end']}, "
         f"other Ray nodes on the machine at start: {meta['others_at_start']['raylets']}"
+    )
+    print(
+        f"CPU probe (median of 5 runs of a 10^6-step Python loop; lower is a faster machine): "
+        f"{meta['cpu_probe_ms_start']} ms at start, {meta.get('cpu_probe_ms_end')} ms at the end"
     )
     width = max(len(r["metric"]) for r in rows) + 2
     print(f"{'metric':<{width}}{'value':>16}  {'unit':<9}{'goal':<10}met")
@@ -867,6 +887,7 @@ async def bench(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
             "client": f"aiohttp {aiohttp.__version__}, {type(asyncio.get_running_loop()).__module__} loop",
             "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+            "cpu_probe_ms_start": cpu_probe_ms(),
             "others_at_start": others_on_machine([]),
             "noise": "shared 2-core machine: the client and other people's tests run beside the engine; see cpu_by_phase",
         }
@@ -931,6 +952,7 @@ async def bench(args: argparse.Namespace) -> int:
         result["engines"] = [e.summary() for e in engines.started()]
         result["profiles"] = prof.results
         result["meta"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        result["meta"]["cpu_probe_ms_end"] = cpu_probe_ms()
         result["meta"]["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         rows = goal_rows(result)
         json_path, csv_path = write_outputs(args.out, stamp, result, rows)
