@@ -689,8 +689,9 @@ class Profiler:
 def cpu_probe_ms(steps: int = 1_000_000, tries: int = 5) -> float:
     """How fast this machine runs Python right now: the median time of a fixed loop, in ms.
 
-    The machine is shared (a VM beside other tenants), and on one day the same code gave 485 and
-    269 orders/s. Runs whose probes differ much are not comparable one to one; compare ratios.
+    The machine is shared (a VM beside other tenants): on one day the same code gave 485 and 246
+    orders/s. The probe is only a rough gauge (a tight loop suffers less from a busy neighbour than
+    the engine does); the engine's CPU per request or per order shows a slow machine better.
     """
     times = []
     for _ in range(tries):
