@@ -574,7 +574,7 @@ def main() -> int:
     # refusing it; a larger limit lets the handler refuse long ids cleanly (4404).
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", "65536")
     settings = get_settings()
-    haproxy_dir = _haproxy_environment(settings.haproxy_dir, settings.request_metrics) if settings.ingress_mode == "haproxy" else None
+    haproxy_dir = _haproxy_environment(settings) if settings.ingress_mode == "haproxy" else None
     setup_logging(settings.log_level)
     import ray
 
@@ -649,7 +649,7 @@ def main() -> int:
     return 0
 
 
-def _haproxy_environment(chosen: Path | None, request_metrics: bool = False) -> str:
+def _haproxy_environment(settings: Settings) -> str:
     """Turn on Serve's HAProxy ingress for the Ray this process starts (its raylet passes the
     environment on to the Serve controller), with files and ports of this engine's own.
 
@@ -667,6 +667,7 @@ def _haproxy_environment(chosen: Path | None, request_metrics: bool = False) -> 
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     # Serve adds a 56-character node id below this directory, and a unix socket's path must stay
     # under 107 bytes: a short directory in /tmp (left behind only by a kill -9).
+    chosen = settings.haproxy_dir
     if chosen is not None:
         chosen.mkdir(parents=True, exist_ok=True)
         directory = str(chosen)
@@ -686,7 +687,12 @@ def _haproxy_environment(chosen: Path | None, request_metrics: bool = False) -> 
     os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(free_port()))
     # Per-request metrics: HAProxy sends a syslog line per request to its manager actor, which parses
     # it with regular expressions: 7-17 % of a core at 1,000-3,000 req/s here. Off unless asked for.
-    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if request_metrics else "0")
+    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "1" if settings.request_metrics else "0")
+    # A stopping ingress replica keeps accepting for this long so load balancers can take it out of
+    # rotation. Serve's default, 30 s, suits a balancer that polls health; HAProxy here is reconfigured
+    # by Serve itself and retries a refused connection on another replica, so 2 s is plenty. With 30 s
+    # every engine stop (Ctrl-C, a test, a rolling restart) waited out the whole period: ~35 s -> ~6 s.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", str(settings.ingress_drain_s))
     return directory
 
 

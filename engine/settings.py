@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default=False,
         description="HAProxy mode: Serve's per-request metrics (one syslog line per request, parsed by its HAProxy manager actor)",
     )
+    ingress_drain_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="HAProxy mode: how long a stopping replica keeps accepting so HAProxy can take it out (Serve's default: 30 s)",
+    )
     log_level: str = "INFO"
 
     @field_validator("swap_latency_ms", mode="before")

@@ -88,9 +88,11 @@ class EngineProcess:
         shutil.rmtree(self.haproxy_dir, ignore_errors=True)
 
     def discard(self) -> None:
-        """Remove the engine's Ray temp dir and HAProxy dir once it is stopped for good."""
+        """Remove the engine's Ray temp dir, HAProxy dir and log once it is stopped for good."""
         shutil.rmtree(self.ray_dir, ignore_errors=True)
         shutil.rmtree(self.haproxy_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
 
     def log_tail(self, lines: int = 80) -> str:
         try:

@@ -30,10 +30,9 @@ def engine(stores: TestStores) -> Iterator[EngineProcess]:
         yield proc
     finally:
         proc.stop()
-        proc.discard()
-        log_tail = proc.log_tail()
         if os.environ.get("OEE_TEST_SHOW_ENGINE_LOG"):
-            print(log_tail)
+            print(proc.log_tail())
+        proc.discard()
 
 
 @pytest.fixture
