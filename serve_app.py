@@ -636,14 +636,17 @@ def main() -> int:
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()  # type: ignore[no-untyped-call]
-        if actors is not None:
-            stop_actors(actors)
-        with contextlib.suppress(Exception):
-            ray.shutdown()
+        # HAProxy next, before any other Ray call: when the whole process group got the signal
+        # (kill -- -pgid, systemd's control-group stop) Ray's own daemons are gone, and the next call
+        # into Ray can end this process, which left HAProxy listening on OEE_PORT (seen once).
         if settings.ingress_mode == "haproxy" and node_id and not settings.ray_address:
             _stop_haproxy(node_id)
         if haproxy_dir is not None:
             shutil.rmtree(haproxy_dir, ignore_errors=True)
+        if actors is not None:
+            stop_actors(actors)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
         deps.stop()
         log.info("engine stopped")
     return 0
