@@ -1,7 +1,7 @@
 """One-command benchmark of the order execution engine: starts the engine itself, measures, cleans up.
 
-Run from the project root (needs PostgreSQL on 127.0.0.1:5432, user postgres with trust, and Redis on
-127.0.0.1:6379)::
+Run from the project root. It uses PostgreSQL on 127.0.0.1:5432 (user postgres with trust) and Redis on
+127.0.0.1:6379 when they listen, else (or with ``--embedded``) servers of its own, stopped at the end::
 
     .venv/bin/python -m loadtest.bench                  # full: about 6 minutes
     .venv/bin/python -m loadtest.bench --quick          # about 2 minutes
@@ -67,6 +67,7 @@ import platform
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -79,7 +80,7 @@ import asyncpg
 import psutil
 
 from actors.gc_tuning import spread_garbage_collection
-from engine.embedded import port_open
+from engine.embedded import Dependencies, _start_postgres, _start_redis, port_open
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from loadtest.clients import (
     LoopLag,
@@ -92,7 +93,7 @@ from loadtest.clients import (
     submit_orders,
     subscribe,
 )
-from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, label
+from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, Stores, label
 
 TERMINAL = sorted(s.value for s in LIFECYCLE_TERMINAL)  # the engine's own definition
 INTAKE_GOALS = {10: 750.0, 50: 1425.0}  # 1.5x of 500 and 950 req/s
@@ -815,6 +816,7 @@ class Engines:
                 args.out / f"bench-{stamp}-engine-{name}.log",
                 extra_env=args.engine_env,
                 pg_connection_limit=args.pg_connection_limit,
+                stores=args.stores,
             )
             for name, env in plan
         }
@@ -987,6 +989,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=50,
         help="CONNECTION LIMIT of each engine's own PostgreSQL role (the server is shared); 0: connect as postgres, no limit",
     )
+    parser.add_argument("--embedded", action="store_true", help="use PostgreSQL and Redis servers of its own even if the machine's listen")
     parser.add_argument("--profile", action="store_true", help="py-spy record the main actors during intake c=50 and capacity")
     parser.add_argument(
         "--only",
@@ -1005,10 +1008,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [name for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not port_open("127.0.0.1", port)]
-    if missing:
-        print(f"bench: {' and '.join(missing)} not listening on 127.0.0.1", file=sys.stderr)
-        return 1
     with contextlib.suppress(ValueError, OSError):
         import resource
 
@@ -1028,11 +1027,31 @@ def main(argv: list[str] | None = None) -> int:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)  # clean up (engines, databases, keys) on SIGTERM too
         return await bench(args)
 
+    deps = Dependencies(redis_url="", database_url="")
+    scratch = Path(tempfile.mkdtemp(prefix="oee-bench-stores-"))
     try:
+        args.stores = resolve_stores(deps, scratch, args.embedded)
         return runner(guarded())
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("bench: interrupted; engines stopped and stores cleaned", file=sys.stderr)
         return 130
+    finally:
+        deps.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def resolve_stores(deps: Dependencies, scratch: Path, embedded: bool) -> Stores:
+    """The machine's PostgreSQL and Redis where they listen, else embedded ones (stopped by ``deps.stop``)."""
+    local = Stores()
+    pg_admin = local.pg_admin_url
+    if embedded or not port_open("127.0.0.1", 5432):
+        pg_admin = Stores(_start_postgres(scratch / "pg", deps)).pg_url("postgres", "postgres")
+    redis_url = local.redis_url
+    if embedded or not port_open("127.0.0.1", 6379):
+        redis_url = _start_redis(scratch / "redis", deps).rsplit("/", 1)[0] + "/12"
+    if deps.embedded:
+        log(f"embedded {' and '.join(deps.embedded)} started for this run")
+    return Stores(pg_admin, redis_url)
 
 
 if __name__ == "__main__":

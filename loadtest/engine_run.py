@@ -37,6 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -48,6 +49,22 @@ from engine.embedded import _die_with_parent, free_port
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The servers the engines' databases and key prefixes go in: the machine's own PostgreSQL and Redis,
+    or embedded ones on a machine without them (PostgreSQL then answers on a unix socket)."""
+
+    pg_admin_url: str = PG_ADMIN_URL
+    redis_url: str = REDIS_URL
+
+    def pg_url(self, user: str, database: str) -> str:
+        """The admin URL with another user and database (keeps the host, port or socket)."""
+        parts = urlsplit(self.pg_admin_url)
+        return urlunsplit((parts.scheme, f"{user}@{parts.netloc.rpartition('@')[2]}", f"/{database}", parts.query, ""))
+
+
 SHARED_SERVERS = {"postgres": "postgres server (shared)", "redis-server": "redis server (shared)"}
 
 
@@ -239,9 +256,16 @@ class EngineRun:
     """Start, watch and stop one engine with its own database, Redis prefix, Ray temp dir and port."""
 
     def __init__(
-        self, name: str, env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None, pg_connection_limit: int = 50
+        self,
+        name: str,
+        env: dict[str, str],
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        pg_connection_limit: int = 50,
+        stores: Stores | None = None,
     ) -> None:
         tag = secrets.token_hex(4)
+        self.stores = stores or Stores()
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -249,8 +273,8 @@ class EngineRun:
         self.database = f"oee_bench_{os.getpid()}_{tag}"
         self.pg_connection_limit = pg_connection_limit
         self.role = f"oee_bench_{tag}" if pg_connection_limit > 0 else "postgres"
-        self.database_url = f"postgresql://{self.role}@127.0.0.1:5432/{self.database}"
-        self.admin_database_url = f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        self.database_url = self.stores.pg_url(self.role, self.database)
+        self.admin_database_url = self.stores.pg_url("postgres", self.database)
         self.redis_prefix = f"oee-bench-{tag}:"
         self.ray_dir = f"/tmp/oee-bench-{tag}"
         self.log_path = log_path
@@ -260,7 +284,7 @@ class EngineRun:
             **base,
             "OEE_HOST": "127.0.0.1",
             "OEE_PORT": str(self.port),
-            "OEE_REDIS_URL": REDIS_URL,
+            "OEE_REDIS_URL": self.stores.redis_url,
             "OEE_REDIS_PREFIX": self.redis_prefix,
             "OEE_DATABASE_URL": self.database_url,
             "OEE_RAY_TEMP_DIR": self.ray_dir,
@@ -283,7 +307,7 @@ class EngineRun:
     # -- stores ---------------------------------------------------------------------------------
 
     async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+        conn = await asyncpg.connect(self.stores.pg_admin_url, timeout=10)
         try:
             await conn.execute(sql)
         finally:
@@ -297,7 +321,7 @@ class EngineRun:
         self._db_created = True
 
     async def _drop_stores(self) -> None:
-        client = aioredis.Redis.from_url(REDIS_URL)
+        client = aioredis.Redis.from_url(self.stores.redis_url)
         try:
             keys = [k async for k in client.scan_iter(match=f"{self.redis_prefix}*", count=1000)]
             for i in range(0, len(keys), 1000):
