@@ -129,14 +129,18 @@ class Dispatcher:
                     queued = await self._orders.queued_ids()
                     candidates = await self._journal.sweep_candidates((time.time() - SWEEP_EVERY_S) * 1000)
                     skip = busy | self._running | queued | self._given_up
-                    lost = []
-                    for order_id in (c for c in candidates if c not in skip):
-                        loaded = await self._journal.load(order_id)
+                    unseen = [c for c in candidates if c not in skip]
+                    # one query for all of them (the journal coalesces loads made together)
+                    loads = await asyncio.gather(*(self._journal.load(order_id) for order_id in unseen))
+                    lost = [
+                        loaded[0]
+                        for order_id, loaded in zip(unseen, loads, strict=True)
                         # checked again after the read: the order may have been popped or finished meanwhile
-                        if loaded is None or order_id in self._running:
-                            continue
-                        if not is_terminal(loaded[0].status) and not _held_by_watcher(loaded[0]):
-                            lost.append(loaded[0])
+                        if loaded is not None
+                        and order_id not in self._running
+                        and not is_terminal(loaded[0].status)
+                        and not _held_by_watcher(loaded[0])
+                    ]
                     if lost:
                         await self._orders.requeue(lost)
                         for order in lost:
