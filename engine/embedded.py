@@ -109,6 +109,31 @@ def _start_postgres(data_dir: Path, deps: Dependencies) -> str:
     return str(server.get_uri("oee"))
 
 
+def with_database(url: str, database: str) -> str:
+    """The same PostgreSQL URL, naming another database (also pgserver's unix-socket form
+    ``postgresql://postgres:@/postgres?host=/path``)."""
+    if "?" in url:
+        head, query = url.split("?", 1)
+        return head.rsplit("/", 1)[0] + f"/{database}?{query}"
+    return url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def scratch_servers(scratch: Path, deps: Dependencies, embedded: bool = False) -> tuple[str, str]:
+    """For tools that make databases of their own (tests, benchmarks): an admin URL of a PostgreSQL
+    server (its ``postgres`` database) and the base URL of a Redis server (no db number). The
+    machine's own where they listen on their standard ports, else (or with ``embedded``) servers
+    started under ``scratch`` and stopped by ``deps.stop``."""
+    if embedded or not port_open("127.0.0.1", 5432):
+        pg_admin = with_database(_start_postgres(scratch / "pg", deps), "postgres")
+    else:
+        pg_admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if embedded or not port_open("127.0.0.1", 6379):
+        redis_base = _start_redis(scratch / "redis", deps).rsplit("/", 1)[0]
+    else:
+        redis_base = "redis://127.0.0.1:6379"
+    return pg_admin, redis_base
+
+
 def resolve_dependencies(settings: Settings) -> Dependencies:
     """URLs of Redis and PostgreSQL to use, starting embedded servers where needed."""
     deps = Dependencies(redis_url="", database_url="")

@@ -80,7 +80,7 @@ import asyncpg
 import psutil
 
 from actors.gc_tuning import spread_garbage_collection
-from engine.embedded import Dependencies, _start_postgres, _start_redis, port_open
+from engine.embedded import Dependencies, scratch_servers
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from loadtest.clients import (
     LoopLag,
@@ -1042,16 +1042,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def resolve_stores(deps: Dependencies, scratch: Path, embedded: bool) -> Stores:
     """The machine's PostgreSQL and Redis where they listen, else embedded ones (stopped by ``deps.stop``)."""
-    local = Stores()
-    pg_admin = local.pg_admin_url
-    if embedded or not port_open("127.0.0.1", 5432):
-        pg_admin = Stores(_start_postgres(scratch / "pg", deps)).pg_url("postgres", "postgres")
-    redis_url = local.redis_url
-    if embedded or not port_open("127.0.0.1", 6379):
-        redis_url = _start_redis(scratch / "redis", deps).rsplit("/", 1)[0] + "/12"
+    pg_admin, redis_base = scratch_servers(scratch, deps, embedded)
     if deps.embedded:
         log(f"embedded {' and '.join(deps.embedded)} started for this run")
-    return Stores(pg_admin, redis_url)
+    return Stores(pg_admin, f"{redis_base}/12")
 
 
 if __name__ == "__main__":

@@ -43,25 +43,20 @@ import redis.asyncio as aioredis  # noqa: E402
 from actors.bootstrap import start_actors, stop_actors  # noqa: E402
 from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool  # noqa: E402
 from engine.adapters.redis_store import RedisOrders  # noqa: E402
-from engine.embedded import Dependencies, _start_postgres, _start_redis, port_open  # noqa: E402
+from engine.embedded import Dependencies, scratch_servers, with_database  # noqa: E402
 from engine.intake import OrderIntake  # noqa: E402
 from engine.models import OrderStatus  # noqa: E402
 from tests.cluster.harness import actor_nodes, per_node, start_cluster, stop_cluster  # noqa: E402
 from tests.cluster.orders import engine_settings, submit, wait_terminal  # noqa: E402
-from tests.conftest import TestStores, _with_database, reset_stores  # noqa: E402
+from tests.conftest import TestStores, reset_stores  # noqa: E402
 
 TEST_REDIS_DB = 13
 
 
 def _stores(deps: Dependencies, scratch: Path) -> tuple[str, TestStores]:
-    pg_admin = (
-        "postgresql://postgres@127.0.0.1:5432/postgres"
-        if port_open("127.0.0.1", 5432)
-        else _with_database(_start_postgres(scratch / "pg", deps), "postgres")
-    )
-    redis_base = "redis://127.0.0.1:6379" if port_open("127.0.0.1", 6379) else _start_redis(scratch / "redis", deps).rsplit("/", 1)[0]
+    pg_admin, redis_base = scratch_servers(scratch, deps)
     name = f"oee_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    return pg_admin, TestStores(_with_database(pg_admin, name), f"{redis_base}/{TEST_REDIS_DB}", f"oee-bench-{secrets.token_hex(4)}:")
+    return pg_admin, TestStores(with_database(pg_admin, name), f"{redis_base}/{TEST_REDIS_DB}", f"oee-bench-{secrets.token_hex(4)}:")
 
 
 async def _admin(url: str, sql: str) -> Any:

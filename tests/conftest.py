@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from engine.embedded import Dependencies, _start_postgres, _start_redis, port_open
+from engine.embedded import Dependencies, scratch_servers, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_REDIS_DB = 13
@@ -39,24 +39,12 @@ class TestStores:
     redis_prefix: str
 
 
-def _with_database(url: str, database: str) -> str:
-    if "?" in url:  # pgserver's unix-socket form: postgresql://postgres:@/postgres?host=/path
-        head, query = url.split("?", 1)
-        return head.rsplit("/", 1)[0] + f"/{database}?{query}"
-    return url.rsplit("/", 1)[0] + f"/{database}"
-
-
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     deps = Dependencies(redis_url="", database_url="")
     scratch = Path(tempfile.mkdtemp(prefix="oee-svc-"))
     try:
-        if port_open("127.0.0.1", 5432):
-            pg = "postgresql://postgres@127.0.0.1:5432/postgres"
-        else:
-            pg = _with_database(_start_postgres(scratch / "pg", deps), "postgres")
-        rd = "redis://127.0.0.1:6379" if port_open("127.0.0.1", 6379) else _start_redis(scratch / "redis", deps).rsplit("/", 1)[0]
-        yield Services(pg, rd)
+        yield Services(*scratch_servers(scratch, deps))
     finally:
         deps.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -77,7 +65,7 @@ def stores(services: Services) -> Iterator[TestStores]:
     prefix = f"oee-test-{secrets.token_hex(4)}:"
     redis_url = f"{services.redis_base_url}/{TEST_REDIS_DB}"
     try:
-        yield TestStores(_with_database(services.pg_admin_url, name), redis_url, prefix)
+        yield TestStores(with_database(services.pg_admin_url, name), redis_url, prefix)
     finally:
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
