@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import random
 import signal
 import socket
 import subprocess
@@ -44,8 +45,29 @@ def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+PORT_RANGE = (20_000, 30_000)
+"""Where :func:`free_port` picks: above Ray's worker ports (10002-19999), below Serve's replica ports
+(30000 up) and the kernel's ephemeral range (32768 up here)."""
+_PORTS = random.SystemRandom()  # not the global generator, which a test or a simulation may have seeded
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port nothing is bound to now, for a server to listen on later.
+
+    Not one the kernel hands out (bind to port 0): those lie in the ephemeral range, where every
+    outgoing connection also takes its local port, and in the seconds between the choice and the
+    bind one of Ray's connections took HAProxy's metrics port once (engine start failed with
+    "Address already in use"). In :data:`PORT_RANGE` only listeners compete.
+    """
+    for _ in range(200):
+        port = _PORTS.randrange(*PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # taken on any address counts as taken
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # the range is full: any port the kernel gives
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
