@@ -145,6 +145,10 @@ class SwapResult(CamelModel):
     amount_out: float
     execution_price: float
     executed_at: float = Field(description="Epoch ms")
+    sent_at: float | None = Field(
+        default=None,
+        description="Epoch ms the venue received the swap: executed_at - sent_at is the time spent at the venue",
+    )
 
 
 class OrderEvent(CamelModel):

@@ -233,6 +233,7 @@ class SimulatedVenue:
                 task.add_done_callback(lambda _: self._inflight.pop(order_id, None))
 
     async def _swap(self, order_id: str, quote: DexQuote, min_amount_out: float) -> SwapResult:
+        sent_at = self.clock.epoch_ms()
         existing = await self.ledger.find(self.name, order_id)
         if existing is not None:
             return existing
@@ -258,6 +259,7 @@ class SimulatedVenue:
             amount_out=fill.amount_out,
             execution_price=fill.amount_out / quote.amount_in,
             executed_at=self.clock.epoch_ms(),
+            sent_at=sent_at,
         )
         result = await self.ledger.record(result)
         self._maybe_fault("confirmation")

@@ -89,6 +89,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX orders_list_idx ON orders (submitted_at DESC, order_id DESC);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE venue_swaps ADD COLUMN sent_at timestamptz;
+        """,
+    ),
 )
 
 TERMINAL_SQL = "('confirmed', 'failed', 'cancelled', 'expired')"
@@ -568,10 +574,11 @@ class PostgresLedger:
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
                     """
-                    INSERT INTO venue_swaps (venue, order_id, tx_hash, amount_in, amount_out, price, executed_at)
-                    SELECT venue, order_id, tx_hash, amount_in, amount_out, price, to_timestamp(executed_ms / 1000.0)
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
-                        AS s(venue, order_id, tx_hash, amount_in, amount_out, price, executed_ms)
+                    INSERT INTO venue_swaps (venue, order_id, tx_hash, amount_in, amount_out, price, executed_at, sent_at)
+                    SELECT venue, order_id, tx_hash, amount_in, amount_out, price,
+                        to_timestamp(executed_ms / 1000.0), to_timestamp(sent_ms / 1000.0)
+                    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[])
+                        AS s(venue, order_id, tx_hash, amount_in, amount_out, price, executed_ms, sent_ms)
                     ON CONFLICT (venue, order_id) DO NOTHING
                     RETURNING tx_hash
                     """,
@@ -582,6 +589,7 @@ class PostgresLedger:
                     [w.amount_out for w in swaps],
                     [w.execution_price for w in swaps],
                     [w.executed_at for w in swaps],
+                    [w.sent_at for w in swaps],
                 )
             return {row["tx_hash"] for row in rows}
 
@@ -603,7 +611,8 @@ class PostgresLedger:
         async def op() -> list[asyncpg.Record]:
             async with self.pool.acquire() as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(
-                    "SELECT venue, order_id, tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms "
+                    "SELECT venue, order_id, tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms, "
+                    "extract(epoch from sent_at) * 1000 AS sent_ms "
                     "FROM venue_swaps s JOIN unnest($1::text[], $2::text[]) AS k(venue, order_id) USING (venue, order_id)",
                     [venue.value for venue, _ in keys],
                     [order_id for _, order_id in keys],
@@ -619,6 +628,7 @@ class PostgresLedger:
                 amount_out=row["amount_out"],
                 execution_price=row["price"],
                 executed_at=float(row["executed_ms"]),
+                sent_at=float(row["sent_ms"]) if row["sent_ms"] is not None else None,
             )
             for row in await self._patient(op)
         }

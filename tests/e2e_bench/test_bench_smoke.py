@@ -37,7 +37,14 @@ REQUIRED: dict[str, list[str]] = {
         "durability_cost_ratio.c50",
     ],
     "capacity": ["orders_per_s", "accepted", "not_terminal", "missing_in_postgres", "drain_s"],
-    "overhead": ["measured_orders", "overhead_p50_ms", "overhead_p99_ms", "routing_ratio_p50", "routing_ratio_p99"],
+    "overhead": [
+        "measured_orders",
+        "warm_up_overhead_ms.n",
+        "overhead_p50_ms",
+        "overhead_p99_ms",
+        "routing_ratio_p50",
+        "routing_ratio_p99",
+    ],
     "fanout": ["subscribers", "connected", "latency_p50_ms", "latency_p99_ms", "dropped_events", "live_events", "steady_state.events"],
     "memory": ["idle_rss_mb", "idle_processes", "load_rss_mb"],
 }

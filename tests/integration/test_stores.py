@@ -114,11 +114,15 @@ async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
         amount_out=150,
         execution_price=150,
         executed_at=first.at,
+        sent_at=first.at - 2_500.0,
     )
     assert (await ledger.record(swap)).tx_hash == "tx1"
     assert (await ledger.record(swap.model_copy(update={"tx_hash": "tx2"}))).tx_hash == "tx1"
     found = await ledger.find(VenueName.RAYDIUM, order.order_id)
     assert found is not None and found.tx_hash == "tx1"
+    # the time spent at the venue survives the round trip (the benchmark's overhead subtracts it)
+    assert found.executed_at == pytest.approx(first.at, abs=0.01)
+    assert found.sent_at == pytest.approx(first.at - 2_500.0, abs=0.01)
     assert await ledger.find(VenueName.METEORA, order.order_id) is None
     assert await ledger.count_for(order.order_id) == 1
 

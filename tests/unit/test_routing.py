@@ -163,6 +163,19 @@ def venue_pair(seed: int = 7) -> dict[VenueName, SimulatedVenue]:
     return {name: SimulatedVenue(name, clock, random.Random(1), ledger, timing=timing, seed=seed) for name in (R, M)}
 
 
+async def test_a_simulated_swap_reports_the_time_it_spent_at_the_venue() -> None:
+    """``executed_at - sent_at`` is the venue's own time: the benchmark subtracts it from an order's
+    end-to-end time to get the engine's overhead."""
+    clock = ManualClock()
+    timing = VenueTiming(quote_latency_s=0.2, swap_latency_s=(2.5, 2.5), fault_rate=0.0)
+    venue = SimulatedVenue(R, clock, random.Random(1), InMemoryLedger(), timing=timing, seed=7)
+    quoted = await venue.quote("SOL", "USDC", 1.0)
+    sent = clock.epoch_ms()
+    swap = await venue.swap("order_1", quoted)
+    assert swap.sent_at == sent
+    assert swap.executed_at - swap.sent_at == pytest.approx(2_500.0)
+
+
 async def quotes_from(venues: dict[VenueName, SimulatedVenue], token_in: str, token_out: str, amount: float) -> dict[VenueName, DexQuote]:
     return {name: await venue.quote(token_in, token_out, amount) for name, venue in venues.items()}
 
