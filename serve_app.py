@@ -594,6 +594,7 @@ def main() -> int:
     deps = resolve_dependencies(settings)
     actors = None
     node_id: str | None = None
+    ray_gone = False
     try:
         asyncio.run(_migrate(deps.database_url, migrate))
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -634,21 +635,36 @@ def main() -> int:
         while not stop.wait(2.0):
             _supervise(actors)
     finally:
-        with contextlib.suppress(Exception):
-            serve.shutdown()  # type: ignore[no-untyped-call]
-        # HAProxy next, before any other Ray call: when the whole process group got the signal
-        # (kill -- -pgid, systemd's control-group stop) Ray's own daemons are gone, and the next call
-        # into Ray can end this process, which left HAProxy listening on OEE_PORT (seen once).
+        # When the whole process group got the signal (kill -- -pgid, systemd's control-group stop),
+        # the Ray this process started is already gone: Serve's shutdown would wait 30 s for a dead
+        # controller and stopping the actors 10 s more for nothing (each engine stop took ~35 s).
+        ray_gone = node_id is not None and not settings.ray_address and not _ray_answers()
+        if ray_gone:
+            log.warning("Ray's daemons exited with the engine's process group; skipping Serve's and the actors' shutdown")
+        else:
+            with contextlib.suppress(Exception):
+                serve.shutdown()  # type: ignore[no-untyped-call]
+        # HAProxy next, before any other Ray call: with Ray's daemons gone the next call into Ray
+        # can end this process, which left HAProxy listening on OEE_PORT (seen once).
         if settings.ingress_mode == "haproxy" and node_id and not settings.ray_address:
             _stop_haproxy(node_id)
         if haproxy_dir is not None:
             shutil.rmtree(haproxy_dir, ignore_errors=True)
-        if actors is not None:
+        if actors is not None and not ray_gone:
             stop_actors(actors)
-        with contextlib.suppress(Exception):
-            ray.shutdown()
+        if ray_gone:
+            _kill_local_ray()
+        else:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
         deps.stop()
         log.info("engine stopped")
+    if ray_gone:
+        # Everything is stopped; Ray's exit hooks would only wait ~6 s more on a cluster that is gone.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -697,6 +713,35 @@ def _haproxy_environment(settings: Settings) -> str:
     # every engine stop (Ctrl-C, a test, a rolling restart) waited out the whole period: ~35 s -> ~6 s.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", str(settings.ingress_drain_s))
     return directory
+
+
+def _ray_answers(timeout_s: float = 2.0) -> bool:
+    """True if the cluster's GCS answers. Signalled with the engine's whole process group, the GCS
+    this process started stops at once while its process lingers, so only asking tells."""
+    from ray._private import worker  # the GCS client Serve's controller uses; no public call has a timeout
+
+    connected: Any = worker.global_worker  # its gcs_client is set on ray.init (untyped)
+    try:
+        connected.gcs_client.get_all_node_info(timeout=timeout_s)
+    except Exception:
+        return False
+    return True
+
+
+def _kill_local_ray() -> None:
+    """SIGKILL what is left of the Ray this process started (its daemons are stopping anyway, and
+    ``ray.shutdown`` waited ~8 s for them). Its workers exit with their raylet."""
+    import psutil
+    import ray
+
+    ray_dir = os.path.dirname(ray.__file__) + os.sep
+    doomed = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.name() in ("gcs_server", "raylet") or any(ray_dir in arg for arg in child.cmdline()):
+                child.kill()
+                doomed.append(child)
+    psutil.wait_procs(doomed, timeout=5)
 
 
 def _stop_haproxy(node_id: str) -> None:

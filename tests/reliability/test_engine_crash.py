@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
+import signal
+import socket
 import time
 from collections import Counter
 
 import httpx
+import psutil
 import pytest
 
 from tests.e2e.wsclient import follow
@@ -121,3 +125,39 @@ async def test_kill_9_the_whole_engine_mid_flight_then_restart(stacks: Stacks) -
     assert [(a.status_code, a.json()["orderId"]) for a in answers] == [(202, order_id) for _, (_, order_id) in replays]
     assert sorted(await all_order_ids(db)) == sorted(ids)
     print(f"crash: {len(replays)} Idempotency-Key replays after the restart returned the original orders; rows {len(ids)}")
+
+
+async def test_sigterm_to_the_whole_process_group_stops_at_once_and_leaves_nothing(stacks: Stacks) -> None:
+    """systemd's default stop (and ``kill -- -pgid``) signals every process of the group at once, so
+    Ray's own daemons are gone before the engine starts its shutdown. It must still stop promptly (it
+    waited ~35 s on a dead Serve controller before) and leave no process, HAProxy or port behind."""
+    stack = stacks.new()
+    engine = stack.engine()
+    await asyncio.to_thread(engine.start)
+    ids, _ = await submit_orders(engine.url, 3, key_prefix=f"group-{secrets.token_hex(3)}")
+    assert engine.proc is not None
+    main = engine.proc
+    signalled = time.monotonic()
+    os.killpg(main.pid, signal.SIGTERM)
+    code = await asyncio.to_thread(main.wait, 60)
+    took = time.monotonic() - signalled
+    deadline = time.monotonic() + 15  # Ray workers outside the group exit once their raylet is gone
+    left = engine_processes(engine.ray_dir)
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        left = engine_processes(engine.ray_dir)
+    haproxy = [p.pid for p in psutil.process_iter(["cmdline"]) if engine.haproxy_dir in " ".join(p.info["cmdline"] or ())]
+    log = engine.log_tail(200)
+    print(f"\ngroup SIGTERM: engine exited {code} after {took:.1f} s; processes left {len(left)}")
+    assert code == 0, log
+    assert not left, f"engine processes outlived the stop: {[p.pid for p in left]}"
+    assert not haproxy, f"HAProxy outlived the stop: {haproxy}"
+    with socket.socket() as sock:  # the port is free for the next engine
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", engine.port))
+    assert "skipping Serve's and the actors' shutdown" in log, log
+    assert took < 20, f"stopping took {took:.1f} s:\n{log}"
+    engine.proc = None
+    # nothing accepted was lost: the orders are in PostgreSQL, and the next start finishes them
+    await asyncio.to_thread(engine.start)
+    await wait_terminal(stack.stores.database_url, ids, timeout_s=60)
