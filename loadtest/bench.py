@@ -756,6 +756,15 @@ def others_on_machine(own_dirs: list[str]) -> dict[str, int]:
     return {"raylets": raylets, "serve_replicas": replicas}
 
 
+OVERHEAD_STAGES = {
+    "dispatch_ms": "dispatch",
+    "routing_excess_ms": "quote excess",
+    "build_to_submit_ms": "claim",
+    "to_venue_ms": "to venue",
+    "after_landing_ms": "after landing",
+}
+
+
 def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The table: each figure, its unit, its goal and whether it is met (None: no goal)."""
     rows: list[dict[str, Any]] = []
@@ -787,6 +796,15 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     over = result.get("overhead", {})
     add("overhead p50 (default venue timings)", over.get("overhead_p50_ms"), "ms")
     add("overhead p99", over.get("overhead_p99_ms"), "ms", "<= 5", lambda v: v <= 5)
+    stages = over.get("stages", {})
+    steps = [name for name in stages if name.split(" ")[0] in OVERHEAD_STAGES]
+    add(
+        "overhead p50 by stage: " + "/".join(OVERHEAD_STAGES[name.split(" ")[0]] for name in steps),
+        "/".join(f"{stages[name].get('p50') or 0:.1f}" for name in steps),
+        "ms",
+    )
+    cold = over.get("warm_up_overhead_ms", {})
+    add(f"overhead of the first {cold.get('n')} orders after start-up p50 / max", f"{cold.get('p50')} / {cold.get('max')}", "ms")
     add("routing stage / quote latency p50", over.get("routing_ratio_p50"), "x", "<= 1.1", lambda v: v <= 1.1)
     add("routing stage / quote latency p99", over.get("routing_ratio_p99"), "x", "<= 1.1", lambda v: v <= 1.1)
     fan = result.get("fanout", {})
