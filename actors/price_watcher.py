@@ -93,8 +93,10 @@ class PriceWatcher:
 
     async def tick(self) -> int:
         """One round over every watched pair; returns how many orders fired or expired."""
-        self.ticks += 1
         pairs = [pair for pair, watches in self._watches.items() if watches]
+        # counted together, before any await: stats() read between them would show a tick without its reads
+        self.ticks += 1
+        self.snapshots += len(pairs) * len(self._venues)
         if not pairs:
             return 0
         views = await asyncio.gather(*(self._views(pair) for pair in pairs))
@@ -122,7 +124,6 @@ class PriceWatcher:
 
     async def _views(self, pair: tuple[str, str]) -> dict[VenueName, PoolView | None]:
         names = list(self._venues)
-        self.snapshots += len(names)
         results = await asyncio.gather(*(self._venues[n].snapshot.remote(*pair) for n in names), return_exceptions=True)
         return {name: (r if isinstance(r, PoolView) else None) for name, r in zip(names, results, strict=True)}
 
