@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         default=False,
         description="HAProxy mode: Serve's per-request metrics (one syslog line per request, parsed by its HAProxy manager actor)",
     )
+    ray_metrics: bool = Field(
+        default=False,
+        description="Ray's own metrics (Prometheus export through each node's dashboard agent), for a Ray this engine starts",
+    )
     ingress_drain_s: float = Field(
         default=2.0,
         ge=0,

@@ -266,6 +266,10 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.swap_latency_ms == (2000.0, 3000.0)
     assert settings.venue_timing() == VenueTiming(quote_latency_s=0.2, swap_latency_s=(2.0, 3.0), fault_rate=0.0)
     assert settings.retry_policy() == RetryPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=8.0, jitter=0.1)
+    # per-request and Ray-wide metrics cost CPU on every request: off unless asked for
+    assert (settings.access_log, settings.request_metrics, settings.ray_metrics) == (False, False, False)
+    clean_env.setenv("OEE_RAY_METRICS", "true")
+    assert Settings().ray_metrics is True
 
 
 def test_environment_drives_the_retry_policy_and_timing(clean_env: pytest.MonkeyPatch) -> None:
