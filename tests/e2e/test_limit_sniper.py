@@ -123,6 +123,10 @@ async def test_sniper_fires_when_a_pool_is_listed(engine: EngineProcess) -> None
     print(f"launch-to-submit {latency_ms:.0f} ms (watch interval 50 ms, quote 20 ms)")
     assert 0 < latency_ms < 1000
     assert 1 / messages[-1]["executionPrice"] <= 0.01  # paid at most maxPrice SOL per token
+    # ...and that is because it bought from the pool just listed (0.001 SOL per token, plus its 0.25 % fee
+    # and ~0.2 % price impact), not by a margin that a fill at the wrong price or in inverted units would
+    # also pass: the cap check above alone is 10x wide here
+    assert 0.001 < 1 / messages[-1]["executionPrice"] < 0.001 * 1.02
     assert market.status_code == 202  # the listed pair is now tradable by market orders too
 
 
