@@ -654,11 +654,11 @@ def main() -> int:
             _stop_haproxy(node_id)
         if haproxy_dir is not None:
             shutil.rmtree(haproxy_dir, ignore_errors=True)
-        if actors is not None and not ray_gone:
-            stop_actors(actors)
         if ray_gone:
             _kill_local_ray()
         else:
+            if actors is not None:
+                stop_actors(actors)
             with contextlib.suppress(Exception):
                 ray.shutdown()
         deps.stop()

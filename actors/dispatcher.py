@@ -20,6 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
+from actors.warm_up import warm_up
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
@@ -35,7 +36,6 @@ log = logging.getLogger("actors.dispatcher")
 MAX_REDISPATCH = 5
 POP_BATCH = 64
 SWEEP_EVERY_S = 5.0
-WARM_UP_S = 5.0
 
 
 def _held_by_watcher(order: Order) -> bool:
@@ -84,25 +84,13 @@ class Dispatcher:
         self._redis = redis_store.connect(self._redis_url)
         self._journal = PostgresJournal(self._pool)
         self._orders = RedisOrders(self._redis, self._settings.redis_prefix)
-        self._warming = asyncio.create_task(self._warm_up())  # in the background: never holds up recovery
+        # in the background: never holds up recovery
+        self._warming = asyncio.create_task(warm_up([self._limiter.stats.remote()], [e.run_many.remote([]) for e in self._executors]))
         recovered = await self._recover("start-up")
         await self._orders.mark_epoch(self._epoch)
         self._pump = asyncio.create_task(self._pump_loop())
         self._watch = asyncio.create_task(self._watch_loop())
         return recovered
-
-    async def _warm_up(self) -> None:
-        """One empty call on each path an order takes from here (the limiter, each executor's
-        streamed ``run_many``): the first call between two actors sets up their connection, which
-        the first orders after start-up would otherwise wait for."""
-
-        async def stream(executor: Any) -> None:
-            async for ref in executor.run_many.remote([]):
-                await ref
-
-        calls = asyncio.gather(self._limiter.stats.remote(), *(stream(e) for e in self._executors), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):  # an actor that is restarting is warmed by its first order
-            await asyncio.wait_for(calls, WARM_UP_S)
 
     async def _recover(self, why: str) -> int:
         """Queue every open order that is not running here. Idempotent.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from actors.venue_client import HubSink, VenueClient, WatcherClient
+from actors.warm_up import warm_up
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
@@ -24,8 +24,6 @@ from engine.models import VenueName
 from engine.settings import Settings
 
 log = logging.getLogger("actors.executor")
-
-WARM_UP_S = 5.0
 
 
 class OrderExecutor:
@@ -92,23 +90,15 @@ class OrderExecutor:
         return True
 
     async def _warm_up(self) -> None:
-        """Make one empty call on every path an order takes from here (hub, each venue's reads and
-        streamed swaps, the watcher). The first call between two actors sets up their connection and
-        the streaming machinery, which the first orders after start-up paid: their dispatch stage took
-        90-180 ms before and 40-115 ms with this (one benchmark run each; other first-use costs, such
-        as each PostgreSQL connection's first statements, remain)."""
+        """One empty call on every path an order takes from here (hub, each venue's reads and streamed
+        swaps, the watcher). With this (and the dispatcher's), the first orders' dispatch stage took
+        40-115 ms instead of 90-180 ms (one benchmark run each; other first-use costs, such as each
+        PostgreSQL connection's first statements, remain)."""
         calls: list[Any] = [self._hub.stats.remote()]
         calls += [handle.read_many.remote([]) for handle in self._venue_handles.values()]
         if self._watcher is not None:
             calls.append(self._watcher.stats.remote())
-
-        async def stream(handle: Any) -> None:
-            async for ref in handle.swap_many.remote([]):
-                await ref
-
-        warm = asyncio.gather(*calls, *(stream(handle) for handle in self._venue_handles.values()), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):  # an actor that is restarting is warmed by its first order
-            await asyncio.wait_for(warm, WARM_UP_S)
+        await warm_up(calls, [handle.swap_many.remote([]) for handle in self._venue_handles.values()])
 
     async def run_many(self, batch: list[tuple[str, float]]) -> AsyncIterator[list[tuple[str, str | None, str | None]]]:
         """Run a batch of orders, each after its rate-limit wait (``(order_id, wait_s)``); yield

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from engine.adapters.postgres import ensure_database
 from engine.settings import Settings
@@ -131,13 +132,13 @@ def _start_postgres(data_dir: Path, deps: Dependencies) -> str:
     return str(server.get_uri("oee"))
 
 
-def with_database(url: str, database: str) -> str:
-    """The same PostgreSQL URL, naming another database (also pgserver's unix-socket form
-    ``postgresql://postgres:@/postgres?host=/path``)."""
-    if "?" in url:
-        head, query = url.split("?", 1)
-        return head.rsplit("/", 1)[0] + f"/{database}?{query}"
-    return url.rsplit("/", 1)[0] + f"/{database}"
+def with_database(url: str, database: str, user: str | None = None) -> str:
+    """The same PostgreSQL URL (host and port, or pgserver's unix socket in
+    ``postgresql://postgres:@/postgres?host=/path``), naming another database and optionally
+    another user (without a password)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc if user is None else f"{user}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, parts.fragment))
 
 
 def scratch_servers(scratch: Path, deps: Dependencies, embedded: bool = False) -> tuple[str, str]:

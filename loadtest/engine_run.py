@@ -37,14 +37,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import psutil
 import redis.asyncio as aioredis
 
-from engine.embedded import _die_with_parent, free_port
+from engine.embedded import _die_with_parent, free_port, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -61,8 +60,7 @@ class Stores:
 
     def pg_url(self, user: str, database: str) -> str:
         """The admin URL with another user and database (keeps the host, port or socket)."""
-        parts = urlsplit(self.pg_admin_url)
-        return urlunsplit((parts.scheme, f"{user}@{parts.netloc.rpartition('@')[2]}", f"/{database}", parts.query, ""))
+        return with_database(self.pg_admin_url, database, user)
 
 
 SHARED_SERVERS = {"postgres": "postgres server (shared)", "redis-server": "redis server (shared)"}
