@@ -18,6 +18,8 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -60,7 +62,15 @@ def queue_score(order: Order) -> float:
 
 
 def connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15)
+    """A client whose commands retry a broken connection twice (reconnecting, 50-200 ms apart).
+
+    After Redis restarts, every pooled connection is dead and, without a retry, the first command
+    on each failed: once that was an order's terminal write, which left its hot copy at ``submitted``
+    for good (GET then disagreed with PostgreSQL). Timeouts are not retried (10 s each). A retried
+    ZPOPMIN whose first reply was lost may drop a queued id; the dispatcher's sweep requeues it.
+    """
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, supported_errors=(RedisConnectionError,))
+    return aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15, retry=retry)
 
 
 async def _guard(op: Callable[[], Awaitable[T]]) -> T:

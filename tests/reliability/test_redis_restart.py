@@ -15,6 +15,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from engine.adapters.redis_store import RedisOrders, connect
+from engine.intake import new_order
+from engine.models import OrderRequest, OrderStatus
 from tests.reliability.conftest import Stacks
 from tests.reliability.helpers import (
     all_order_ids,
@@ -101,3 +104,23 @@ async def test_redis_restarted_empty_mid_flight(stacks: Stacks) -> None:
     async with httpx.AsyncClient(base_url=engine.url, timeout=30) as http:
         again = [await http.post("/api/orders/execute", json=body, headers={"Idempotency-Key": key}) for key, (body, _) in replays]
     assert [(a.status_code, a.json()["orderId"]) for a in again] == [(202, order_id) for _, (_, order_id) in replays]
+
+
+async def test_the_first_write_after_a_redis_restart_succeeds(stacks: Stacks) -> None:
+    """Every pooled connection dies with Redis. The engine's client retries a broken connection, so
+    the first writes after a restart land: without that, one failed per dead connection, and when it
+    was an order's terminal write its hot copy stayed ``submitted`` (seen in a CI run)."""
+    stack = stacks.new()
+    orders = RedisOrders(connect(stack.stores.redis_url), f"{stack.stores.redis_prefix}retry:")
+    try:
+        opened = [orders.client.ping() for _ in range(4)]  # several connections in the pool
+        await asyncio.gather(*opened)
+        await asyncio.to_thread(stack.redis.kill)
+        await asyncio.to_thread(stack.redis.start)
+        request = OrderRequest(token_in="SOL", token_out="USDC", amount=1.0)
+        done = [new_order(request, time.time() * 1000 + i)[0].model_copy(update={"status": OrderStatus.CONFIRMED}) for i in range(4)]
+        await asyncio.gather(*(orders.finish(o) for o in done))
+        stored = [await orders.get(o.order_id) for o in done]
+        assert [s.status if s else None for s in stored] == [OrderStatus.CONFIRMED] * 4
+    finally:
+        await orders.client.aclose()
