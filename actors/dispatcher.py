@@ -129,28 +129,39 @@ class Dispatcher:
                     await self._orders.mark_epoch(self._epoch)
                 elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
-                    busy = set(self._running)
-                    queued = await self._orders.queued_ids()
-                    candidates = await self._journal.sweep_candidates((time.time() - SWEEP_EVERY_S) * 1000)
-                    skip = busy | self._running | queued | self._given_up
-                    unseen = [c for c in candidates if c not in skip]
-                    # one query for all of them (the journal coalesces loads made together)
-                    loads = await asyncio.gather(*(self._journal.load(order_id) for order_id in unseen))
-                    lost = [
-                        loaded[0]
-                        for order_id, loaded in zip(unseen, loads, strict=True)
-                        # checked again after the read: the order may have been popped or finished meanwhile
-                        if loaded is not None
-                        and order_id not in self._running
-                        and not is_terminal(loaded[0].status)
-                        and not _held_by_watcher(loaded[0])
-                    ]
-                    if lost:
-                        await self._orders.requeue(lost)
-                        for order in lost:
-                            log.warning("requeued an open order found neither queued nor running", extra={"order_id": order.order_id})
+                    await self._sweep()
             except StoreUnavailable as exc:
                 log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
+
+    async def _sweep(self) -> None:
+        """Requeue open orders found neither queued nor running (a lost queue entry), and repair hot
+        copies left active for orders PostgreSQL says are finished (a terminal write to Redis that
+        failed while Redis kept its data: GET would show the old state for good)."""
+        busy = set(self._running)
+        queued = await self._orders.queued_ids()
+        candidates = await self._journal.sweep_candidates((time.time() - SWEEP_EVERY_S) * 1000)
+        skip = busy | self._running | queued | self._given_up
+        unseen = [c for c in candidates if c not in skip]
+        # one query for all of them (the journal coalesces loads made together)
+        loads = await asyncio.gather(*(self._journal.load(order_id) for order_id in unseen))
+        lost = [
+            loaded[0]
+            for order_id, loaded in zip(unseen, loads, strict=True)
+            # checked again after the read: the order may have been popped or finished meanwhile
+            if loaded is not None
+            and order_id not in self._running
+            and not is_terminal(loaded[0].status)
+            and not _held_by_watcher(loaded[0])
+        ]
+        if lost:
+            await self._orders.requeue(lost)
+            for order in lost:
+                log.warning("requeued an open order found neither queued nor running", extra={"order_id": order.order_id})
+        stray = await self._orders.active_ids() - skip - {order.order_id for order in lost}
+        finished = [order for order in await self._journal.terminal_among(sorted(stray)) if order.order_id not in self._running]
+        for order in finished:
+            log.warning("repairing a stale hot copy of a finished order", extra={"order_id": order.order_id, "status": order.status.value})
+        await asyncio.gather(*(self._orders.finish(order) for order in finished))  # one pipeline for them all
 
     async def _pump_loop(self) -> None:
         pacer = Pacer(self._settings.batch_window_ms / 1000)

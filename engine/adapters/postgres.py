@@ -478,6 +478,16 @@ class PostgresJournal:
             )
         return [row["order_id"] for row in rows]
 
+    async def terminal_among(self, order_ids: list[str]) -> list[Order]:
+        """Those of ``order_ids`` that are terminal, in full: what a stale hot copy must be repaired to."""
+        if not order_ids:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1::text[]) AND status IN {TERMINAL_SQL}", order_ids
+            )
+        return [_order_from_row(row) for row in rows]
+
     async def open_orders(self) -> list[Order]:
         """Every order not yet terminal, oldest first: what recovery resumes."""
         async with self._conn() as conn:

@@ -197,3 +197,28 @@ async def test_an_open_order_missing_from_the_queue_is_swept_up(engine_factory, 
     await journal.insert_order(order, first)  # in PostgreSQL only: Redis never heard of it
     trails = await wait_terminal(journal, [order.order_id], timeout_s=30)
     assert trails[order.order_id][-1].status is OrderStatus.CONFIRMED
+
+
+async def test_a_stale_hot_copy_of_a_finished_order_is_repaired_by_the_sweep(engine_factory, intake, journal, redis_orders) -> None:
+    """Redis kept its data but missed an order's terminal write (it was unreachable just then): the
+    hot copy still says ``submitted`` and the order is still active. The dispatcher's sweep (every
+    5 s) rewrites it from PostgreSQL, so GET stops disagreeing with the journal."""
+    engine_factory()
+    [order_id] = await submit(intake, 1)
+    await wait_terminal(journal, [order_id])
+    finished = await journal.get(order_id)
+    assert finished is not None
+    stale = finished.model_copy(update={"status": OrderStatus.SUBMITTED, "tx_hash": None, "executed_at": None})
+    await redis_orders.client.set(redis_orders.order_key(order_id), stale.model_dump_json())
+    await redis_orders.client.sadd(redis_orders.active_key, order_id)
+
+    deadline = time.monotonic() + 20
+    while True:
+        hot = await redis_orders.get(order_id)
+        if hot is not None and hot.status is finished.status:
+            break
+        assert time.monotonic() < deadline, f"hot copy still {hot.status if hot else None} after 20 s"
+        await asyncio.sleep(0.2)
+    assert hot == finished
+    assert order_id not in await redis_orders.active_ids()
+    assert 0 < await redis_orders.client.ttl(redis_orders.order_key(order_id)) <= 3600  # kept an hour, like any finished order

@@ -204,3 +204,15 @@ async def test_sweep_candidates_are_old_open_orders_not_held_by_the_watcher(jour
     assert await journal.sweep_candidates(1_764_000_050_000.0) == [old.order_id]  # recent is too new, waiting is held
     await journal.set_triggered(waiting.order_id, waiting_first.at + 2)  # triggered: it needs the queue again
     assert sorted(await journal.sweep_candidates(1_764_000_050_000.0)) == sorted([old.order_id, waiting.order_id])
+
+
+async def test_terminal_among_returns_only_finished_orders_in_full(journal: PostgresJournal) -> None:
+    open_order, open_first = _order()
+    await journal.insert_order(open_order, open_first)
+    done, done_first = _order()
+    await journal.insert_order(done, done_first)
+    event = OrderEvent(order_id=done.order_id, seq=2, status=OrderStatus.FAILED, at=done_first.at + 1, failure_reason="no route")
+    await journal.record(done.apply(event), [event])
+    found = await journal.terminal_among([open_order.order_id, done.order_id, "order_1764000000000_00000000"])
+    assert [(o.order_id, o.status, o.failure_reason) for o in found] == [(done.order_id, OrderStatus.FAILED, "no route")]
+    assert await journal.terminal_among([]) == []
