@@ -11,6 +11,7 @@ executors and quoters are spread over the nodes that exist when they are placed
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.nodes is None) == (args.config is None):
         parser.error("give a node count or --config, not both")
     if args.config is not None:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
 
         config = yaml.safe_load(args.config.expanduser().read_text())
         if "available_node_types" not in config:  # not prepared yet (a file as written by hand)
@@ -53,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    ray.init(address=args.address, log_to_driver=False, logging_level="ERROR")
+    ray.init(address=args.address, log_to_driver=False, logging_level=logging.ERROR)
     deadline = time.monotonic() + args.timeout
     try:
         while True:
-            alive = sum(1 for node in ray.nodes() if node["Alive"])
+            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            alive = sum(1 for node in nodes if node["Alive"])
             if alive >= wanted:
                 print(f"{alive} of {wanted} nodes alive", flush=True)
                 return 0

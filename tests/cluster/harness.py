@@ -60,7 +60,7 @@ class ClusterRun:
 
     def node(self, node_id: str) -> Any:
         """The ``ray._private.node.Node`` of a node id."""
-        for node in self.cluster.list_all_nodes():
+        for node in self.cluster.list_all_nodes():  # type: ignore[no-untyped-call]
             if node.node_id == node_id:
                 return node
         raise KeyError(node_id)
@@ -68,7 +68,7 @@ class ClusterRun:
 
 def _node_processes(cluster: Cluster) -> set[int]:
     pids: set[int] = set()
-    for node in cluster.list_all_nodes():
+    for node in cluster.list_all_nodes():  # type: ignore[no-untyped-call]
         for infos in node.all_processes.values():
             for info in infos:
                 if info.process is not None:
@@ -135,7 +135,7 @@ def _start_cluster(workers: int, *, num_cpus: int, system_config: dict[str, Any]
             ray.shutdown()
         if cluster is not None:
             with contextlib.suppress(Exception):
-                cluster.shutdown()
+                cluster.shutdown()  # type: ignore[no-untyped-call]
         _restore_tmpdir(previous)
         raise
 
@@ -157,7 +157,7 @@ def stop_cluster(run: ClusterRun, worker_pids: set[int] | None = None) -> list[s
         ray.shutdown()
     try:
         run._pids |= _node_processes(run.cluster)  # nodes added later, if any
-        run.cluster.shutdown()
+        run.cluster.shutdown()  # type: ignore[no-untyped-call]
     finally:
         _restore_tmpdir(run._previous_tmpdir)
     deadline = time.monotonic() + 10

@@ -89,7 +89,7 @@ async def check_swaps(ledger: PostgresLedger, order: Order) -> int:
     assert swaps <= max(1, len(legs)), f"{order.order_id} swapped {swaps} times for {len(legs)} leg(s)"
     if order.status is OrderStatus.CONFIRMED:
         assert swaps == len(legs), f"{order.order_id}: {swaps} swaps for {len(legs)} leg(s)"
-        hashes = set(order.tx_hashes or [order.tx_hash])
+        hashes: set[str | None] = set(order.tx_hashes) if order.tx_hashes else {order.tx_hash}
         for venue in legs:
             swap = await ledger.find(venue, order.order_id)
             assert swap is not None and swap.tx_hash in hashes, (order.order_id, venue, swap)

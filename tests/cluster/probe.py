@@ -14,12 +14,15 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 
 from actors.subscriptions import ReplicaSubscriptions
 from engine.adapters.postgres import PostgresJournal, create_pool
+
+if TYPE_CHECKING:
+    from ray.serve import Deployment
 
 _INGRESS: Any = None
 
@@ -30,7 +33,8 @@ def _ingress_class() -> Any:
     if _INGRESS is None:
         import serve_app
 
-        _INGRESS = serve_app.Ingress.func_or_class
+        # @serve.deployment made Ingress a Deployment; mypy does not apply class decorators
+        _INGRESS = cast("Deployment", serve_app.Ingress).func_or_class
     return _INGRESS
 
 

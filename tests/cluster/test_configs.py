@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import ray
-import yaml
+import yaml  # type: ignore[import-untyped]
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.serve.schema import ServeDeploySchema
 
@@ -97,8 +97,8 @@ def _ingress_with_overrides(app_config: Any) -> Any:
     infos = {
         d.name: deploy_args_to_deployment_info(
             deployment_name=d.name,
-            deployment_config_proto_bytes=d._deployment_config.to_proto_bytes(),
-            replica_config_proto_bytes=d._replica_config.to_proto_bytes(),
+            deployment_config_proto_bytes=d._deployment_config.to_proto_bytes(),  # type: ignore[no-untyped-call]
+            replica_config_proto_bytes=d._replica_config.to_proto_bytes(),  # type: ignore[no-untyped-call]
             deployer_job_id="",
             app_name="oee",
             ingress=True,
@@ -142,6 +142,7 @@ def test_application_builder_signature() -> None:
         from tests.cluster.serve_builder import build_from_env as builder
 
         print("serve_app.build_from_env is missing: checking the reference builder in tests/cluster/serve_builder.py")
+    assert builder is not None
     assert len(inspect.signature(builder).parameters) == 1
 
 

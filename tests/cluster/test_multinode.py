@@ -16,17 +16,18 @@ from typing import Any
 import httpx
 import pytest
 import ray
-import yaml
+import yaml  # type: ignore[import-untyped]
 from ray import serve
+from ray.actor import ActorHandle
 
 from actors.bootstrap import EngineActors, start_actors, stop_actors
+from engine.embedded import free_port
 from engine.models import OrderStatus
 from tests.cluster.conftest import Stores
 from tests.cluster.harness import ROOT, ClusterRun, actor_nodes, actor_pids, node_resource, per_node, start_cluster, stop_cluster
 from tests.cluster.orders import SLIPPAGE_BPS, check_swaps, engine_settings, submit, wait_terminal
 from tests.cluster.probe import StreamProbe
 from tests.e2e.wsclient import follow, statuses
-from tests.engine_process import free_port
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -82,7 +83,8 @@ async def test_actors_spread_over_nodes_and_orders_flow(three_nodes: ClusterRun,
         assert len(set(quoters)) == 2, "SPREAD should put the two quoters on different nodes"
 
         # A Serve replica stand-in on worker 1 follows orders through the hub (on the head).
-        probe = ray.remote(StreamProbe).options(resources={node_resource(1): 0.01}).remote(actors.hub, db.urls.database_url)
+        probe_class: Any = ray.remote(StreamProbe)  # actor handles are dynamic (as in actors/bootstrap.py)
+        probe = probe_class.options(resources={node_resource(1): 0.01}).remote(actors.hub, db.urls.database_url)
         assert await probe.node_id.remote() == run.node_ids[1]
         _WORKER_PIDS.update(actor_pids([probe]))
 
@@ -150,7 +152,7 @@ def _builder() -> str:
 
 def _serve_config(run: ClusterRun, db: Stores, port: int, path: Path) -> dict[str, Any]:
     """deploy/serve_config.yaml, pointed at this test's stores, port and builder."""
-    config = yaml.safe_load((ROOT / "deploy" / "serve_config.yaml").read_text())
+    config: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "serve_config.yaml").read_text())
     config["proxy_location"] = "HeadOnly"  # the proxies of all three "nodes" would bind one port of this one machine
     config["http_options"].update(host="127.0.0.1", port=port)
     app = config["applications"][0]
@@ -224,11 +226,11 @@ async def test_serve_config_runs_a_replica_on_every_node(three_nodes: ClusterRun
                 assert (await client.get(f"/api/orders/{order_id}")).json()["status"] == "confirmed"
         print(f"6 orders over HTTP through the head's proxy, followed to confirmed over WebSocket: {statuses(streams[0][0])}")
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         from tests.cluster.serve_builder import SUPERVISOR
 
         try:
-            supervisor = ray.get_actor(SUPERVISOR, namespace="oee")
+            supervisor: ActorHandle[Any] | None = ray.get_actor(SUPERVISOR, namespace="oee")
         except ValueError:
             supervisor = None
         if supervisor is not None:

@@ -86,7 +86,7 @@ async def _diagnose(actors: Any, db: Stores, ids: list[str], victim_pids: set[in
 
 
 def _node_alive(node_id: str) -> bool:
-    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())  # type: ignore[no-untyped-call]
 
 
 async def test_worker_node_lost_with_orders_in_flight(cluster: ClusterRun, db: Stores) -> None:
@@ -116,10 +116,9 @@ async def test_worker_node_lost_with_orders_in_flight(cluster: ClusterRun, db: S
         assert victim in executors, "the victim must hold executors for this test to mean anything"
 
         # Replica stand-ins on every node, each following every order from before it starts.
+        probe_class: Any = ray.remote(StreamProbe)  # actor handles are dynamic (as in actors/bootstrap.py)
         probes = {
-            node: ray.remote(StreamProbe)
-            .options(resources={node_resource(run.node_ids.index(node)): 0.01})
-            .remote(actors.hub, db.urls.database_url)
+            node: probe_class.options(resources={node_resource(run.node_ids.index(node)): 0.01}).remote(actors.hub, db.urls.database_url)
             for node in run.node_ids
         }
         assert [await p.node_id.remote() for p in probes.values()] == list(probes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from typing import Any
 
 import asyncpg
 import httpx
@@ -21,12 +22,13 @@ async def _best_price(client: httpx.AsyncClient, token_in: str, token_out: str) 
     for _ in range(100):
         order = (await client.get(f"/api/orders/{order_id}")).json()
         if order.get("routingDecision"):
-            return max(q["price"] for q in order["routingDecision"]["quotes"])
+            best: float = max(q["price"] for q in order["routingDecision"]["quotes"])
+            return best
         await asyncio.sleep(0.05)
     raise AssertionError("no routing decision")
 
 
-async def _wait_status(client: httpx.AsyncClient, order_id: str, wanted: str, timeout_s: float = 10) -> dict:
+async def _wait_status(client: httpx.AsyncClient, order_id: str, wanted: str, timeout_s: float = 10) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         order = (await client.get(f"/api/orders/{order_id}")).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
 import httpx
@@ -16,7 +17,7 @@ from tests.engine_process import EngineProcess
 HAPPY = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
-async def submit(client: httpx.AsyncClient, body: dict | None = None, **headers: str) -> str:
+async def submit(client: httpx.AsyncClient, body: dict[str, Any] | None = None, **headers: str) -> str:
     response = await client.post(
         "/api/orders/execute", json=body or {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 3, "orderType": "MARKET"}, headers=headers
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
@@ -34,7 +36,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "body", "status", "path"), CASES, ids=[c[0] for c in CASES])
-async def test_bad_orders_get_a_clear_400(engine: EngineProcess, name: str, body: dict, status: int, path: list) -> None:
+async def test_bad_orders_get_a_clear_400(engine: EngineProcess, name: str, body: dict[str, Any], status: int, path: list[str]) -> None:
     async with httpx.AsyncClient(base_url=engine.url) as client:
         response = await client.post("/api/orders/execute", json=body)
     assert response.status_code == status, response.text

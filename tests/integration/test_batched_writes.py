@@ -20,7 +20,7 @@ def _new(i: int, key: str | None = None, request_hash: str | None = None) -> New
 
 
 def _next(order: Order, seq: int, status: OrderStatus, **fields: object) -> tuple[Order, OrderEvent]:
-    event = OrderEvent(order_id=order.order_id, seq=seq, status=status, at=AT + seq, **fields)  # type: ignore[arg-type]
+    event = OrderEvent(order_id=order.order_id, seq=seq, status=status, at=AT + seq, **fields)
     return order.apply(event), event
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import ray
@@ -71,7 +72,7 @@ async def test_orders_confirm_once_within_the_concurrency_cap(engine_factory, in
             OrderStatus.CONFIRMED,
         ]
         assert await ledger.count_for(order_id) == 1
-        swap = await ledger.find(order.routing_decision.venue, order_id)  # type: ignore[union-attr]
+        swap = await ledger.find(order.routing_decision.venue, order_id)
         assert swap is not None and swap.tx_hash == order.tx_hash and swap.amount_out == order.execution_amount
     overlap = max_overlap(trails)
     stats = ray.get(actors.dispatcher.stats.remote())
@@ -95,7 +96,8 @@ async def test_routing_asks_both_venues_in_parallel(engine_factory, intake, jour
 
 
 async def test_rate_limiter_actor_holds_five_per_second() -> None:
-    limiter = ray.remote(RateLimiter).options(num_cpus=0, max_concurrency=100).remote(300.0, 1)
+    limiter_class: Any = ray.remote(RateLimiter)  # actor handles are dynamic (as in actors/bootstrap.py)
+    limiter = limiter_class.options(num_cpus=0, max_concurrency=100).remote(300.0, 1)
     ray.get(limiter.stats.remote())
 
     async def one() -> tuple[float, float]:
@@ -162,7 +164,7 @@ async def test_killed_executor_mid_swap_still_completes_once(engine_factory, int
         order = await journal.get(order_id)
         assert order is not None and order.status is OrderStatus.CONFIRMED
         assert await ledger.count_for(order_id) == 1
-        swap = await ledger.find(order.routing_decision.venue, order_id)  # type: ignore[union-attr]
+        swap = await ledger.find(order.routing_decision.venue, order_id)
         assert swap is not None and swap.tx_hash == order.tx_hash
 
 

@@ -39,7 +39,8 @@ async def _per_tick(watcher, seconds: float) -> float:
     after = ray.get(watcher.stats.remote())
     ticks = after["ticks"] - before["ticks"]
     assert ticks >= 3
-    return (after["snapshots"] - before["snapshots"]) / ticks
+    per_tick: float = (after["snapshots"] - before["snapshots"]) / ticks
+    return per_tick
 
 
 async def test_a_thousand_waiting_orders_cost_the_venues_what_one_does(engine_factory, intake, journal: PostgresJournal) -> None:

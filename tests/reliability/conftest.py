@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 
 from engine.embedded import free_port, port_open

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 import redis.asyncio as aioredis
 import websockets

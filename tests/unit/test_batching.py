@@ -27,7 +27,7 @@ class Recorder:
 async def test_calls_made_in_the_same_step_go_together() -> None:
     recorder = Recorder()
     coalescer = Coalescer(recorder.flush)
-    assert await asyncio.gather(coalescer.submit(2), coalescer.submit(4)) == [20, 40]
+    assert list(await asyncio.gather(coalescer.submit(2), coalescer.submit(4))) == [20, 40]
     assert recorder.batches == [[2, 4]]
 
 
@@ -78,7 +78,7 @@ async def test_a_failed_flush_fails_every_caller_of_its_batch_only() -> None:
         await asyncio.sleep(0)  # the first flush is under way with [0]
     results = await asyncio.gather(first, coalescer.submit(1), coalescer.submit(2), return_exceptions=True)
     assert isinstance(results[0], ConnectionError)
-    assert results[1:] == [1, 2]
+    assert list(results[1:]) == [1, 2]
 
 
 async def test_batches_are_capped_and_flushes_overlap_up_to_the_limit() -> None:
@@ -146,7 +146,7 @@ async def test_a_streaming_flush_answers_each_caller_as_its_item_is_done() -> No
     assert not calls[0].done() and not calls[2].done()  # a quick item does not wait for the slow ones
     release[0].set()
     release[2].set()
-    assert await asyncio.gather(calls[0], calls[2]) == [0, 20]
+    assert list(await asyncio.gather(calls[0], calls[2])) == [0, 20]
     assert coalescer.flushes == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -84,7 +85,10 @@ def test_outputs_within_relative_1e_9_count_as_a_tie(order: str) -> None:
 )
 @pytest.mark.parametrize(("failing", "working"), [(R, M), (M, R)])
 def test_one_venue_erroring_routes_to_the_other(error_type: type[VenueError], failing: VenueName, working: VenueName) -> None:
-    outcomes = {failing: error_type(failing.value, "boom at the venue"), working: quote(working, 100.0)}
+    outcomes: dict[VenueName, DexQuote | VenueError] = {
+        failing: error_type(failing.value, "boom at the venue"),
+        working: quote(working, 100.0),
+    }
     decision = choose_route(outcomes)
     assert decision.venue is working
     assert decision.rejected == {failing.value: "boom at the venue"}
@@ -147,7 +151,7 @@ def test_impact_limit_is_configurable(limit: float, accepted: bool) -> None:
 
 
 def test_all_quotes_above_the_limit_and_no_pool_elsewhere_is_transient() -> None:
-    outcomes = {R: quote(R, 100.0, impact=90.0), M: NoPoolError("meteora", "no pool")}
+    outcomes: dict[VenueName, DexQuote | VenueError] = {R: quote(R, 100.0, impact=90.0), M: NoPoolError("meteora", "no pool")}
     with pytest.raises(NoRouteError) as info:
         choose_route(outcomes)
     assert info.value.transient is True
@@ -250,8 +254,15 @@ async def test_the_two_venues_price_a_shared_pair_2_to_5_percent_apart(base: str
 # --------------------------------------------------------------------------- split routing over pool snapshots
 
 
+class RouteOptions(TypedDict, total=False):
+    """choose_route's keyword options that the split tests vary."""
+
+    slippage_bps: int
+    min_out_floor: float
+
+
 async def routed_with_curves(
-    token_in: str, token_out: str, amount: float, **kwargs: float
+    token_in: str, token_out: str, amount: float, **kwargs: Unpack[RouteOptions]
 ) -> tuple[RoutingDecision, dict[VenueName, DexQuote], dict[VenueName, Output]]:
     """Quote and snapshot both real venues, then route with the snapshots' curves, as the workflow does."""
     venues = venue_pair()

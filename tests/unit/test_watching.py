@@ -46,7 +46,7 @@ def test_limit_triggers_at_or_above_its_price(offset: float, verdict: Verdict) -
 
 
 def test_limit_uses_the_best_venue_net_of_fees() -> None:
-    views: dict[VenueName, PoolView | None] = {R: cp_view(150.0), M: cp_view(153.0)}
+    views: dict[VenueName, PoolView] = {R: cp_view(150.0), M: cp_view(153.0)}
     best = views[M].output("SOL", AMOUNT) / AMOUNT
     assert best < 153.0  # net of the fee and the impact, not the spot price
     assert decide(limit(best), views, NOW) is Verdict.TRIGGER
@@ -55,7 +55,7 @@ def test_limit_uses_the_best_venue_net_of_fees() -> None:
 
 
 def test_limit_in_the_other_direction_reads_the_pool_the_other_way() -> None:
-    views: dict[VenueName, PoolView | None] = {R: cp_view(150.0)}
+    views: dict[VenueName, PoolView] = {R: cp_view(150.0)}
     watch = Watch("order_3", OrderType.LIMIT, "USDC", "SOL", 300.0, limit_price=1 / 151)
     assert views[R].output("USDC", 300.0) / 300.0 < 1 / 150
     assert decide(watch, views, NOW) is Verdict.TRIGGER
@@ -94,7 +94,7 @@ def test_sniper_waits_for_a_pool_then_triggers_when_one_appears() -> None:
 @pytest.mark.parametrize(("factor", "verdict"), [(1.01, Verdict.TRIGGER), (1.0, Verdict.TRIGGER), (0.99, Verdict.WAIT)])
 def test_sniper_respects_its_price_cap(factor: float, verdict: Verdict) -> None:
     """max_price is tokenIn paid per tokenOut: SOL per NEW, with the fee and impact included."""
-    views: dict[VenueName, PoolView | None] = {R: PoolView(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
+    views: dict[VenueName, PoolView] = {R: PoolView(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
     out = views[R].output("SOL", AMOUNT)
     paid_per_token = AMOUNT / out
     assert decide(sniper(max_price=paid_per_token * factor), views, NOW) is verdict
@@ -178,6 +178,9 @@ class CountingPool:
 
     def decay(self, seconds: float) -> None:
         self.trades.append("decay")
+
+    def copy(self) -> Pool:
+        return CountingPool(self.inner.copy())
 
 
 async def test_a_thousand_watches_are_decided_from_one_snapshot_per_venue() -> None:
