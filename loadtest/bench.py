@@ -655,6 +655,8 @@ async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_orde
         expected[r["order_id"]].add(int(r["seq"]))
     live: list[float] = []
     steady: list[float] = []  # events stamped after the last subscriber connected: no handshakes competing
+    unstalled: list[float] = []  # events during whose delivery this client did not stall itself (> 5 ms)
+    late_while_stalled = 0  # live events over 50 ms during whose delivery the client stalled
     live_by_status: dict[str, list[float]] = defaultdict(list)
     history = 0
     dropped = duplicates = out_of_order = incomplete = 0
@@ -673,6 +675,11 @@ async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_orde
             if sub.connected_ms is not None and ts >= sub.connected_ms:
                 live.append(received - ts)
                 live_by_status[status].append(received - ts)
+                stall = lag.stall_during(ts, received)
+                if stall == 0:
+                    unstalled.append(received - ts)
+                elif received - ts > 50:
+                    late_while_stalled += 1
                 if ts >= all_connected_ms:
                     steady.append(received - ts)
             else:
@@ -701,6 +708,16 @@ async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_orde
         "incomplete_streams": incomplete,
         "client_errors": dict(errors),
         "client_loop_lag_ms": dist(lag.lags_ms),
+        # The client's own stalls (its loop waking late, its garbage collector) over 5 ms, and the live
+        # events delivered while none happened: a late event with a client stall is partly the client's.
+        "client_stalls_ms": sorted((round(ms, 1) for _, ms in lag.stalls), reverse=True)[:10],
+        "client_gc_pauses": [{"generation": gen, "ms": round(ms, 1)} for _, gen, ms in lag.gc_pauses],
+        "live_without_client_stall": {
+            "events": len(unstalled),
+            "p50_ms": rounded(percentile(unstalled, 50)),
+            "p99_ms": rounded(percentile(unstalled, 99)),
+        },
+        "late_events_during_client_stall": late_while_stalled,
         "cpu": usage.as_dict(),
     }
 

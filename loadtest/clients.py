@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import random
@@ -277,23 +278,49 @@ async def subscribe(
 
 
 class LoopLag:
-    """Measures how late this process's event loop wakes up (the client's own share of a latency)."""
+    """Measures how late this process's event loop wakes up (the client's own share of a latency),
+    and the garbage collector's pauses in it, each with when it ended (epoch ms): a late event can
+    then be checked against the client's own stalls while it was on its way."""
 
     def __init__(self, every_s: float = 0.01) -> None:
         self.every_s = every_s
         self.lags_ms: list[float] = []
+        self.stalls: list[tuple[float, float]] = []  # (ended at, epoch ms; loop wake-up lag or GC pause, ms) over 5 ms
+        self.gc_pauses: list[tuple[float, int, float]] = []  # (ended at, epoch ms; generation; ms)
+        self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(self.every_s)
-            self.lags_ms.append(max(0.0, (time.perf_counter() - t0 - self.every_s) * 1000))
+            lag = max(0.0, (time.perf_counter() - t0 - self.every_s) * 1000)
+            self.lags_ms.append(lag)
+            if lag > 5:
+                self.stalls.append((time.time() * 1000, lag))
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        pause = (time.perf_counter() - self._gc_started) * 1000
+        if pause > 5:
+            now = time.time() * 1000
+            self.gc_pauses.append((now, info.get("generation", -1), pause))
+            self.stalls.append((now, pause))
+
+    def stall_during(self, start_ms: float, end_ms: float) -> float:
+        """The longest stall of this process that ended in ``[start_ms, end_ms + every]``, ms (0 if none)."""
+        end = end_ms + self.every_s * 1000
+        return max((ms for at, ms in self.stalls if start_ms <= at <= end), default=0.0)
 
     def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
