@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from actors.gc_tuning import spread_garbage_collection
+from actors.gc_tuning import tune_garbage_collection
 from actors.subscriptions import CATCH_UP, ReplicaSubscriptions
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
@@ -213,6 +213,7 @@ async def _answer_pings(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any
 class Ingress:
     def __init__(self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any] | None = None) -> None:
         setup_logging(settings.log_level)
+        tune_garbage_collection()
         self.settings = settings
         self._redis_url = redis_url
         self._database_url = database_url
@@ -236,7 +237,6 @@ class Ingress:
                 self.orders = RedisOrders(self.redis, self.settings.redis_prefix)
                 self.intake = OrderIntake(self.journal, self.orders)
                 self.subscriptions.start()
-                spread_garbage_collection()
                 self._warming = asyncio.create_task(self._warm_pool())
                 self._started = True
 

@@ -20,6 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
+from actors.gc_tuning import tune_garbage_collection
 from actors.warm_up import warm_up
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
@@ -46,6 +47,7 @@ def _held_by_watcher(order: Order) -> bool:
 class Dispatcher:
     def __init__(self, settings: Settings, redis_url: str, database_url: str, executors: list[Any], limiter: Any) -> None:
         setup_logging(settings.log_level)
+        tune_garbage_collection()
         self._settings = settings
         self._redis_url = redis_url
         self._database_url = database_url

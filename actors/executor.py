@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from actors.gc_tuning import tune_garbage_collection
 from actors.venue_client import HubSink, VenueClient, WatcherClient
 from actors.warm_up import warm_up
 from engine.adapters import redis_store
@@ -31,6 +32,7 @@ class OrderExecutor:
         self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any], watcher: Any = None
     ) -> None:
         setup_logging(settings.log_level)
+        tune_garbage_collection()
         self._settings = settings
         self._redis_url = redis_url
         self._database_url = database_url

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from actors.gc_tuning import tune_garbage_collection
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import Band, RedisOrders
@@ -36,6 +37,7 @@ log = logging.getLogger("actors.price_watcher")
 class PriceWatcher:
     def __init__(self, settings: Settings, redis_url: str, database_url: str, venues: dict[VenueName, Any]) -> None:
         setup_logging(settings.log_level)
+        tune_garbage_collection()
         self._settings = settings
         self._redis_url = redis_url
         self._database_url = database_url

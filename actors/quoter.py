@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from actors.gc_tuning import tune_garbage_collection
 from engine.adapters.postgres import PostgresLedger, create_pool
 from engine.batching import Pacer
 from engine.clock import SystemClock
@@ -26,6 +27,7 @@ class _QuoterBase:
 
     def __init__(self, settings: Settings, database_url: str) -> None:
         setup_logging(settings.log_level)
+        tune_garbage_collection()
         self._settings = settings
         self._database_url = database_url
         self._venue: SimulatedVenue | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from actors.gc_tuning import tune_garbage_collection
 from engine.clock import Clock, SystemClock
 from engine.token_bucket import TokenBucket
 
 
 class RateLimiter:
     def __init__(self, per_minute: float, burst: int, clock: Clock | None = None) -> None:
+        tune_garbage_collection()
         self._clock = clock or SystemClock()
         self._bucket = TokenBucket(rate_per_s=per_minute / 60.0, capacity=float(burst))
         self.granted = 0

@@ -15,11 +15,14 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from actors.gc_tuning import tune_garbage_collection
+
 TERMINAL = frozenset({"confirmed", "failed", "cancelled", "expired"})  # engine.lifecycle.TERMINAL, as plain strings
 
 
 class StatusHub:
     def __init__(self, keep_finished_s: float = 60.0, subscriber_ttl_s: float = 30.0) -> None:
+        tune_garbage_collection()
         self._logs: dict[str, list[dict[str, Any]]] = {}
         self._finished_at: dict[str, float] = {}
         self._subscribers: dict[str, set[str]] = defaultdict(set)

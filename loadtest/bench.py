@@ -83,7 +83,7 @@ import aiohttp
 import asyncpg
 import psutil
 
-from actors.gc_tuning import spread_garbage_collection
+from actors.gc_tuning import tune_garbage_collection
 from engine.embedded import Dependencies, scratch_servers
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from loadtest.clients import (
@@ -614,7 +614,7 @@ async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_orde
     # The client holds as many sockets as the replica: with CPython's default GC thresholds its own full
     # collections stalled its loop (up to ~60 ms), and a stalled client reads late events as slow ones.
     # The engine's thresholds for the replica (actors/gc_tuning.py) keep the client's measurement honest too.
-    spread_garbage_collection()
+    tune_garbage_collection()
     handshakes = asyncio.Semaphore(mode.handshakes)
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=0)
