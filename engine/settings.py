@@ -38,12 +38,12 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=10, ge=1)
     executor_pool_size: int = Field(default=1, ge=1, description="OrderExecutor actors in the cluster: one per node is efficient")
     batch_window_ms: float = Field(
-        default=20.0,
+        default=40.0,
         ge=0,
         le=100,
         description="Under load, actor calls to one place go at most once per window, carrying everything queued meanwhile; "
-        "a call after a quiet spell goes at once. The window starts at a quarter of this and grows to it under sustained "
-        "load. 0: every call at once (more CPU per order under load)",
+        "a call after a quiet spell goes at once. The window starts at 5 ms (or this, if less) and doubles up to this "
+        "while calls keep coming. 0: every call at once (more CPU per order under load)",
     )
 
     # Execution

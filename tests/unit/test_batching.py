@@ -180,7 +180,7 @@ def test_a_coalescer_takes_one_flush_kind() -> None:
 
 async def test_a_pacer_lets_the_first_go_at_once_and_widens_its_window_under_load() -> None:
     clock = ManualClock(start=100.0)
-    pacer = Pacer(0.008, clock)
+    pacer = Pacer(0.008, clock, start_s=0.002)
     for _ in range(5):  # back to back: each waits its turn, the window doubling up to 8 ms
         await pacer.turn()
     assert clock.slept == [pytest.approx(x) for x in (0.002, 0.004, 0.008, 0.008)]
@@ -191,7 +191,16 @@ async def test_a_pacer_lets_the_first_go_at_once_and_widens_its_window_under_loa
     for _ in range(3):
         clock.advance(1.0)
         await pacer.turn()
-    assert pacer.current_s == pytest.approx(0.002)  # back to a quarter of the maximum at rest
+    assert pacer.current_s == pytest.approx(0.002)  # back to where it starts, at rest
+
+
+async def test_a_pacer_starts_at_5_ms_whatever_its_maximum_or_at_the_maximum_if_smaller() -> None:
+    for window_s, first_wait in ((0.040, 0.005), (0.020, 0.005), (0.003, 0.003)):
+        clock = ManualClock(start=100.0)
+        pacer = Pacer(window_s, clock)
+        await pacer.turn()
+        await pacer.turn()
+        assert clock.slept == [pytest.approx(first_wait)], window_s
 
 
 async def test_a_pacer_with_no_window_never_waits() -> None:
