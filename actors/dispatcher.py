@@ -184,6 +184,7 @@ class Dispatcher:
             except Exception:
                 self._release(free)
                 raise
+            pacer.carried(len(items))
             fresh = [(order_id, band) for order_id, band in dict(items).items() if order_id not in self._running]
             self._release(free - len(fresh))
             for order_id, _ in fresh:

@@ -138,6 +138,7 @@ class OrderExecutor:
             await pacer.turn()  # under load, orders finishing within a window share one answer
             while not finished.empty():
                 answers.append(finished.get_nowait())
+            pacer.carried(len(answers))
             reported += len(answers)
             yield answers
 

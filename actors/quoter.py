@@ -98,6 +98,7 @@ class _QuoterBase:
             for task in done:
                 index = running.pop(task)
                 answers.append((index, self._answer(task.exception() or task.result())))
+            pacer.carried(len(answers))
             yield answers
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:

@@ -110,14 +110,6 @@ class WatcherClient:
         await self.handle.unwatch.remote(order_id)
 
 
-HUB_WINDOW_MAX_S = 0.020
-"""The hub's pacing window stops growing here, whatever ``OEE_BATCH_WINDOW_MS``: an order's ``building``
-and ``submitted`` come a few ms apart, so the second waits out a whole window before any client sees
-it. Growing to 40 ms (the default for the other calls) took fan-out p99 from 38-44 ms to 82 ms (one run);
-capacity, which publishes ~2,500 events/s, lost little if anything (487 and 533 orders/s with 20 ms against
-576 and 514 with 40, alternating runs)."""
-
-
 class HubSink:
     """The StatusHub actor seen as an :class:`engine.ports.EventSink`. Events published while a
     call is under way go together in the next (one actor call for many orders' events)."""
@@ -125,7 +117,7 @@ class HubSink:
     def __init__(self, handle: Any, window_s: float = 0.0) -> None:
         self.handle = handle
         self._batches: Coalescer[dict[str, Any], None] = Coalescer(
-            self._publish_many, max_batch=512, max_in_flight=2, pacer=Pacer(min(window_s, HUB_WINDOW_MAX_S))
+            self._publish_many, max_batch=512, max_in_flight=2, pacer=Pacer(window_s)
         )
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:

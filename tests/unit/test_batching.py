@@ -178,20 +178,35 @@ def test_a_coalescer_takes_one_flush_kind() -> None:
 # --------------------------------------------------------------------------- pacing
 
 
-async def test_a_pacer_lets_the_first_go_at_once_and_widens_its_window_under_load() -> None:
+async def test_a_pacer_lets_the_first_go_at_once_and_widens_its_window_when_waits_collect_company() -> None:
     clock = ManualClock(start=100.0)
     pacer = Pacer(0.008, clock, start_s=0.002)
-    for _ in range(5):  # back to back: each waits its turn, the window doubling up to 8 ms
+    for _ in range(5):  # back to back, each carrying several: each waits its turn, the window doubling up to 8 ms
         await pacer.turn()
+        pacer.carried(3)
     assert clock.slept == [pytest.approx(x) for x in (0.002, 0.004, 0.008, 0.008)]
     clock.advance(1.0)  # a quiet spell
     await pacer.turn()
+    pacer.carried(3)
     assert len(clock.slept) == 4  # went at once
-    assert pacer.current_s == pytest.approx(0.004)  # and the window narrows again
+    assert pacer.current_s == pytest.approx(0.004)  # and, not having waited, narrows the window
     for _ in range(3):
         clock.advance(1.0)
         await pacer.turn()
+        pacer.carried(1)
     assert pacer.current_s == pytest.approx(0.002)  # back to where it starts, at rest
+
+
+async def test_a_pacer_does_not_widen_for_events_that_wait_alone() -> None:
+    """An order's own events come a few ms apart: each waits out the window, but alone. That is not
+    load, and a window grown on it would hold every second event back longer and longer."""
+    clock = ManualClock(start=100.0)
+    pacer = Pacer(0.040, clock)
+    for _ in range(6):
+        await pacer.turn()
+        pacer.carried(1)
+    assert clock.slept == [pytest.approx(0.005)] * 5
+    assert pacer.current_s == pytest.approx(0.005)
 
 
 async def test_a_pacer_starts_at_5_ms_whatever_its_maximum_or_at_the_maximum_if_smaller() -> None:
@@ -221,7 +236,8 @@ async def test_calls_made_while_a_paced_flush_waits_its_turn_go_in_it() -> None:
 
     clock.sleep = sleep  # type: ignore[method-assign]
     recorder = Recorder()
-    coalescer = Coalescer(recorder.flush, max_in_flight=10, pacer=Pacer(0.005, clock))
+    pacer = Pacer(0.020, clock)
+    coalescer = Coalescer(recorder.flush, max_in_flight=10, pacer=pacer)
     assert await coalescer.submit(2) == 20  # the first after a quiet spell: at once
     later = [asyncio.create_task(coalescer.submit(i)) for i in (4, 6, 8)]
     await asyncio.sleep(0)
@@ -230,3 +246,4 @@ async def test_calls_made_while_a_paced_flush_waits_its_turn_go_in_it() -> None:
     gate.set()
     assert await asyncio.gather(*later) == [40, 60, 80]
     assert recorder.batches == [[2], [4, 6, 8]]  # ... and carries everything queued meanwhile
+    assert pacer.current_s == pytest.approx(0.010)  # a wait that collected company: the window widens
