@@ -32,7 +32,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.gc_tuning import tune_garbage_collection
-from actors.subscriptions import CATCH_UP, ReplicaSubscriptions
+from actors.subscriptions import CATCH_UP, ReplicaSubscriptions, is_whole
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import Band, RedisOrders
@@ -470,11 +470,15 @@ class Ingress:
     async def _stream(
         self, websocket: WebSocket, order_id: str, queue: asyncio.Queue[dict[str, Any]], history: list[dict[str, Any]]
     ) -> None:
-        known = {e["seq"]: e for e in await self._persisted(order_id)}
-        known.update({e["seq"]: e for e in history})
-        if not known:
-            await _refuse(websocket)
-            return
+        if is_whole(history):  # this replica holds the order's whole trail: nothing to read
+            known = {e["seq"]: e for e in history}
+        else:
+            known = {e["seq"]: e for e in await self._persisted(order_id)}
+            known.update({e["seq"]: e for e in history})
+            if not known:
+                await _refuse(websocket)
+                return
+            self.subscriptions.remember(order_id, list(known.values()))
         await websocket.send_json(
             {"type": "connected", "orderId": order_id, "timestamp": iso_ms(time.time() * 1000), "message": f"following {order_id}"}
         )

@@ -3,6 +3,11 @@
 A WebSocket registers a local queue here, then subscribes at the hub (which
 answers with the history it holds). Events are merged with PostgreSQL's trail by
 ``seq`` so the client sees each event once, in order, from the first.
+
+While an order has sockets here, the replica keeps its trail (the merged history plus every
+event since), so the next socket for that order needs neither a hub call nor a PostgreSQL read
+when the trail is whole (every seq from 1 to the latest): in a burst of connections, 20 per order,
+that is 19 in 20 sockets opened with no round trip at all.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from engine.batching import Coalescer
@@ -29,6 +35,8 @@ class ReplicaSubscriptions:
         self.hub = hub
         self.replica_id = f"replica-{uuid.uuid4().hex[:12]}"
         self._local: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._trails: dict[str, dict[int, dict[str, Any]]] = {}  # seq -> event, for orders with sockets here
+        self.opened_from_trail = 0
         self._poll_timeout_s = poll_timeout_s
         self._task: asyncio.Task[None] | None = None
         self._caught_up_at = -OUTAGE_CATCH_UP_S
@@ -68,13 +76,21 @@ class ReplicaSubscriptions:
     def _catch_up(self) -> None:
         """Tell every local stream to read its order's trail from PostgreSQL now."""
         self._caught_up_at = time.monotonic()
+        self._trails.clear()  # events may have been lost: the next socket of each order merges afresh
         for queues in tuple(self._local.values()):
             for queue in tuple(queues):
                 queue.put_nowait(CATCH_UP)
 
     def _dispatch(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            for queue in tuple(self._local.get(event["orderId"], ())):
+            order_id = event["orderId"]
+            trail = self._trails.get(order_id)
+            if trail is not None:
+                if event.get("correction"):  # the hub replaced this seq and dropped what followed it
+                    for seq in [seq for seq in trail if seq >= event["seq"]]:
+                        del trail[seq]
+                trail[event["seq"]] = event
+            for queue in tuple(self._local.get(order_id, ())):
                 queue.put_nowait(event)
 
     async def _resubscribe(self) -> None:
@@ -86,9 +102,15 @@ class ReplicaSubscriptions:
                 self._dispatch(await self.hub.subscribe.remote(self.replica_id, order_id))
 
     async def open(self, order_id: str) -> tuple[asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
-        """Start following ``order_id``: a queue of live events and the history the hub holds."""
+        """Start following ``order_id``: a queue of live events and the history so far (the whole
+        trail if this replica holds it whole, else what the hub holds)."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._local[order_id].add(queue)
+        trail = self._trails.get(order_id)
+        if trail is not None and is_whole(trail.values()):
+            self.opened_from_trail += 1
+            return queue, [trail[seq] for seq in sorted(trail)]  # taken with the queue registered: nothing falls between
+        self._trails.setdefault(order_id, {})  # from now on, every event dispatched here is kept
         try:
             history: list[dict[str, Any]] = await self._subscriptions.submit(order_id)
         except Exception as exc:
@@ -96,12 +118,21 @@ class ReplicaSubscriptions:
             history = []
         return queue, history
 
+    def remember(self, order_id: str, events: list[dict[str, Any]]) -> None:
+        """Add a stream's merged history (PostgreSQL's trail and the hub's) to the order's trail here;
+        events dispatched since the stream opened are newer and stay."""
+        trail = self._trails.get(order_id)
+        if trail is not None:
+            for event in events:
+                trail.setdefault(event["seq"], event)
+
     async def close(self, order_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         subs = self._local.get(order_id)
         if subs is not None:
             subs.discard(queue)
             if not subs:
                 del self._local[order_id]
+                self._trails.pop(order_id, None)
                 with contextlib.suppress(Exception):
                     await self.hub.unsubscribe.remote(self.replica_id, order_id)
 
@@ -110,3 +141,9 @@ class ReplicaSubscriptions:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+def is_whole(events: Iterable[dict[str, Any]]) -> bool:
+    """True if ``events`` hold every seq from 1 to the latest (each once): nothing to read elsewhere."""
+    seqs = {event["seq"] for event in events}
+    return bool(seqs) and min(seqs) == 1 and max(seqs) == len(seqs)

@@ -60,10 +60,12 @@ class RecordingSocket:
 
 
 class _Edge:
-    """Just enough of an Ingress replica for ``_stream``: a journal to catch up from."""
+    """Just enough of an Ingress replica for ``_stream``: a journal to catch up from, and the
+    replica's subscriptions (which keep each order's trail for its next stream)."""
 
-    def __init__(self, journal: PostgresJournal) -> None:
+    def __init__(self, journal: PostgresJournal, subscriptions: ReplicaSubscriptions) -> None:
         self.journal = journal
+        self.subscriptions = subscriptions
         cls = _ingress_class()
         self._stream_impl = cls._stream
         self._persisted_impl = cls._persisted
@@ -95,7 +97,7 @@ class StreamProbe:
         pool = await create_pool(self._database_url, min_size=1, max_size=4)
         subs = ReplicaSubscriptions(self._hub, poll_timeout_s=2.0)
         subs.start()
-        edge = _Edge(PostgresJournal(pool))
+        edge = _Edge(PostgresJournal(pool), subs)
 
         async def one(order_id: str) -> dict[str, Any]:
             socket = RecordingSocket()
