@@ -1,8 +1,9 @@
-"""Creating and stopping the engine's actors. Every actor option lives here."""
+"""Creating, supervising and stopping the engine's actors. Every actor option lives here."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +13,14 @@ from actors.dispatcher import Dispatcher
 from actors.executor import OrderExecutor
 from actors.placement import pool_options, singleton_options
 from actors.price_watcher import PriceWatcher
-from actors.quoter import MeteoraQuoter, RaydiumQuoter
+from actors.quoter import quoter_class
 from actors.rate_limiter import RateLimiter
 from actors.status_hub import StatusHub
 from engine.models import VenueName
 from engine.settings import Settings
+from venues.registry import configured
+
+log = logging.getLogger("actors.bootstrap")
 
 NAMESPACE = "oee"
 
@@ -42,8 +46,9 @@ class EngineActors:
         return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
 
 
-def start_actors(settings: Settings, redis_url: str, database_url: str, *, recover: bool = True, suffix: str = "") -> EngineActors:
-    """Create every actor, wait until they are up, start the dispatcher (which recovers open orders)."""
+def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") -> EngineActors:
+    """Create every actor (settings carry the resolved store URLs), wait until they are up, start the
+    dispatcher (which recovers open orders)."""
     hub = _remote(StatusHub).options(name=f"status_hub{suffix}", **_LIGHT, **singleton_options()).remote()
     limiter = (
         _remote(RateLimiter)
@@ -51,37 +56,41 @@ def start_actors(settings: Settings, redis_url: str, database_url: str, *, recov
         .remote(settings.rate_limit_per_minute, settings.rate_limit_burst)
     )
     venues = {
-        VenueName.RAYDIUM: _remote(RaydiumQuoter)
-        .options(name=f"raydium_quoter{suffix}", **_LIGHT, **pool_options())
-        .remote(settings, database_url),
-        VenueName.METEORA: _remote(MeteoraQuoter)
-        .options(name=f"meteora_quoter{suffix}", **_LIGHT, **pool_options())
-        .remote(settings, database_url),
+        spec.name: _remote(quoter_class(spec.name))
+        .options(name=f"{spec.name}_quoter{suffix}", **_LIGHT, **pool_options())
+        .remote(settings, spec)
+        for spec in configured(settings)
     }
-    watcher = (
-        _remote(PriceWatcher)
-        .options(name=f"price_watcher{suffix}", **_LIGHT, **singleton_options())
-        .remote(settings, redis_url, database_url, venues)
-    )
+    watcher = _remote(PriceWatcher).options(name=f"price_watcher{suffix}", **_LIGHT, **singleton_options()).remote(settings, venues)
     executors = [
         _remote(OrderExecutor)
         .options(name=f"order_executor_{i}{suffix}", **_LIGHT, **pool_options())
-        .remote(settings, redis_url, database_url, hub, venues, watcher)
+        .remote(settings, hub, venues, watcher)
         for i in range(settings.executor_pool_size)
     ]
-    # Every actor up and connected before the first order (a quoter opens its PostgreSQL pool on first use:
-    # ~100 ms the first order would otherwise pay in its routing stage).
+    # Every actor up and connected before the first order (a venue opens its connections on first use,
+    # which the first order would otherwise pay for in its routing stage).
     ray.get(
         [e.ready.remote() for e in executors] + [v.stats.remote() for v in venues.values()] + [hub.stats.remote(), limiter.stats.remote()]
     )
     dispatcher = (
-        _remote(Dispatcher)
-        .options(name=f"dispatcher{suffix}", **_LIGHT, **singleton_options())
-        .remote(settings, redis_url, database_url, executors, limiter)
+        _remote(Dispatcher).options(name=f"dispatcher{suffix}", **_LIGHT, **singleton_options()).remote(settings, executors, limiter)
     )
     if recover:
         ray.get([watcher.ensure_started.remote(), dispatcher.start.remote()])
     return EngineActors(hub, limiter, venues, executors, dispatcher, watcher)
+
+
+def supervise(actors: EngineActors) -> None:
+    """Restart the dispatcher's and watcher's loops if their actor was restarted (Ray re-runs only the
+    constructor). Called every few seconds by whoever owns the actors."""
+    try:
+        if ray.get(actors.dispatcher.ensure_started.remote(), timeout=10):
+            log.warning("dispatcher was restarted; its loops are running again")
+        if ray.get(actors.watcher.ensure_started.remote(), timeout=10):
+            log.warning("price watcher was restarted; waiting orders reloaded from postgres")
+    except Exception as exc:  # the next round tries again
+        log.warning("actor supervision failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 def stop_actors(actors: EngineActors, drain_s: float = 0.0) -> None:

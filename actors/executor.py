@@ -8,40 +8,24 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
-
-from actors.gc_tuning import tune_garbage_collection
-from actors.venue_client import HubSink, VenueClient, WatcherClient
-from actors.warm_up import warm_up
-from engine.adapters import redis_store
-from engine.adapters.postgres import PostgresJournal, create_pool
-from engine.adapters.redis_store import RedisOrders
+from actors.base import EngineActor, warm_up
+from actors.handles import HubSink, VenueClient, WatcherClient
 from engine.batching import Coalescer, Pacer
 from engine.clock import SystemClock
 from engine.execution import OrderWorkflow
-from engine.logs import setup_logging
 from engine.models import VenueName
 from engine.settings import Settings
 
 log = logging.getLogger("actors.executor")
 
 
-class OrderExecutor:
-    def __init__(
-        self, settings: Settings, redis_url: str, database_url: str, hub: Any, venues: dict[VenueName, Any], watcher: Any = None
-    ) -> None:
-        setup_logging(settings.log_level)
-        tune_garbage_collection()
-        self._settings = settings
-        self._redis_url = redis_url
-        self._database_url = database_url
+class OrderExecutor(EngineActor):
+    def __init__(self, settings: Settings, hub: Any, venues: dict[VenueName, Any], watcher: Any = None) -> None:
+        super().__init__(settings)
         self._hub = hub
         self._venue_handles = venues
         self._watcher = watcher
         self._workflow: OrderWorkflow | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._redis: aioredis.Redis | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._warming: asyncio.Task[None] | None = None
@@ -56,20 +40,17 @@ class OrderExecutor:
                     # Every connection opened now: one opened on demand cost the order that needed it
                     # 10-60 ms (the first orders after start-up, measured).
                     size = self._pool_size()
-                    self._pool = await create_pool(self._database_url, min_size=size, max_size=size)
-                    self._redis = redis_store.connect(self._redis_url)
+                    stores = await self.stores(min_size=size, max_size=size)
                     window_s = self._settings.batch_window_ms / 1000
                     venues = {name: VenueClient(name, handle, window_s) for name, handle in self._venue_handles.items()}
                     sink = HubSink(self._hub, window_s)
-                    journal = PostgresJournal(self._pool)
-                    active = RedisOrders(self._redis, self._settings.redis_prefix)
-                    self._batched = [("hub", sink.batching()), ("postgres", journal.batching()), ("redis", active.batching())]
-                    self._batched += [(name.value, venue.batching()) for name, venue in venues.items()]
+                    self._batched = [("hub", sink.batching()), ("postgres", stores.journal.batching()), ("redis", stores.orders.batching())]
+                    self._batched += [(name, venue.batching()) for name, venue in venues.items()]
                     self._workflow = OrderWorkflow(
                         venues=venues,
                         sink=sink,
-                        journal=journal,
-                        active=active,
+                        journal=stores.journal,
+                        active=stores.orders,
                         clock=SystemClock(),
                         retry=self._settings.retry_policy(),
                         max_price_impact_pct=self._settings.max_price_impact_pct,
@@ -93,9 +74,7 @@ class OrderExecutor:
 
     async def _warm_up(self) -> None:
         """One empty call on every path an order takes from here (hub, each venue's reads and streamed
-        swaps, the watcher). With this (and the dispatcher's), the first orders' dispatch stage took
-        40-115 ms instead of 90-180 ms (one benchmark run each; other first-use costs, such as each
-        PostgreSQL connection's first statements, remain)."""
+        swaps, the watcher), so the first orders after start-up do not set up those connections."""
         calls: list[Any] = [self._hub.stats.remote()]
         calls += [handle.read_many.remote([]) for handle in self._venue_handles.values()]
         if self._watcher is not None:
@@ -157,9 +136,3 @@ class OrderExecutor:
             for name, coalescer in coalescers.items():
                 batching[f"{owner}.{name}"] = {"flushes": coalescer.flushes, "items": coalescer.items}
         return {"running": self.running, "completed": self.completed, "batching": batching}
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-        if self._redis is not None:
-            await self._redis.aclose()

@@ -11,41 +11,29 @@ when the actor starts, so a restart loses nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
-
-from actors.gc_tuning import tune_garbage_collection
-from engine.adapters import redis_store
-from engine.adapters.postgres import PostgresJournal, create_pool
-from engine.adapters.redis_store import Band, RedisOrders
+from actors.base import EngineActor
+from engine.bands import Band
 from engine.errors import StoreUnavailable
-from engine.logs import setup_logging
-from engine.models import TRIGGERED_TYPES, Order, OrderStatus, VenueName
+from engine.lifecycle import held_by_watcher
+from engine.models import Order, VenueName
 from engine.settings import Settings
-from engine.venue import PoolView
 from engine.watching import Verdict, Watch, decide
+from venues.port import PoolView
 
 log = logging.getLogger("actors.price_watcher")
 
 
-class PriceWatcher:
-    def __init__(self, settings: Settings, redis_url: str, database_url: str, venues: dict[VenueName, Any]) -> None:
-        setup_logging(settings.log_level)
-        tune_garbage_collection()
-        self._settings = settings
-        self._redis_url = redis_url
-        self._database_url = database_url
+class PriceWatcher(EngineActor):
+    def __init__(self, settings: Settings, venues: dict[VenueName, Any]) -> None:
+        super().__init__(settings)
         self._venues = venues
         self._watches: dict[tuple[str, str], dict[str, Watch]] = defaultdict(dict)
         self._loop: asyncio.Task[None] | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._redis: aioredis.Redis | None = None
         self._lock = asyncio.Lock()
         self.ticks = 0
         self.snapshots = 0
@@ -58,12 +46,10 @@ class PriceWatcher:
         async with self._lock:
             if self._loop is not None:
                 return False
-            self._pool = await create_pool(self._database_url, min_size=1, max_size=4)
-            self._redis = redis_store.connect(self._redis_url)
-            self._journal = PostgresJournal(self._pool)
-            self._orders = RedisOrders(self._redis, self._settings.redis_prefix)
+            stores = await self.stores(min_size=1, max_size=4)
+            self._journal, self._orders = stores.journal, stores.orders
             for order in await self._journal.open_orders():
-                if _waiting(order):
+                if held_by_watcher(order):
                     self._add(Watch.of(order))
             self._loop = asyncio.create_task(self._run())
             log.info("price watcher started", extra={"watching": self.watching()})
@@ -135,17 +121,4 @@ class PriceWatcher:
     async def close(self) -> None:
         if self._loop is not None:
             self._loop.cancel()
-        with contextlib.suppress(Exception):
-            if self._pool is not None:
-                await self._pool.close()
-            if self._redis is not None:
-                await self._redis.aclose()
-
-
-def _waiting(order: Order) -> bool:
-    return (
-        order.order_type in TRIGGERED_TYPES
-        and order.status is OrderStatus.WAITING
-        and order.triggered_at is None
-        and not order.cancel_requested
-    )
+        await super().close()

@@ -1,53 +1,56 @@
-"""RaydiumQuoter and MeteoraQuoter: one simulated venue each, its swap ledger in PostgreSQL."""
+"""VenueQuoter: one registered venue behind an actor (RaydiumQuoter, MeteoraQuoter, ...).
+
+The actor builds its venue with the registry's factory (:mod:`venues.registry`) on first use and
+only translates calls; it never names a venue kind.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-
-from actors.gc_tuning import tune_garbage_collection
-from engine.adapters.postgres import PostgresLedger, create_pool
 from engine.batching import Pacer
 from engine.clock import SystemClock
-from engine.errors import TransientVenueError, VenueError
+from engine.errors import EngineError, TransientVenueError, VenueError
 from engine.logs import setup_logging
-from engine.models import DexQuote, SwapResult, VenueName
+from engine.models import DexQuote, SwapResult
 from engine.settings import Settings
-from engine.venue import PoolView, SimulatedVenue
+from runtime.gc import tune_garbage_collection
+from venues.port import PoolView, Venue
+from venues.registry import VenueContext, VenueSpec
+from venues.simulated import SimulatedVenue
 
-_READS = frozenset({"quote", "snapshot", "find_swap"})
+_READS = frozenset({"quote", "snapshot", "find_swap", "pairs"})
 
 
-class _QuoterBase:
-    venue_name: VenueName
+class NotSimulated(EngineError):
+    """A simulation-admin call reached a venue that is not simulated."""
 
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, venue: str) -> None:
+        super().__init__(venue)
+        self.venue = venue
+
+    def __str__(self) -> str:
+        return f"{self.venue} is not a simulated venue"
+
+
+class VenueQuoter:
+    def __init__(self, settings: Settings, spec: VenueSpec) -> None:
         setup_logging(settings.log_level)
         tune_garbage_collection()
         self._settings = settings
-        self._database_url = database_url
-        self._venue: SimulatedVenue | None = None
-        self._pool: asyncpg.Pool | None = None
+        self._spec = spec
+        self._venue: Venue | None = None
         self._lock = asyncio.Lock()
 
-    async def _ready(self) -> SimulatedVenue:
+    async def _ready(self) -> Venue:
         if self._venue is None:
             async with self._lock:
                 if self._venue is None:
-                    self._pool = await create_pool(self._database_url, min_size=4, max_size=4)  # opened now, not mid-swap
-                    seed = self._settings.sim_seed
-                    self._venue = SimulatedVenue(
-                        name=self.venue_name,
-                        clock=SystemClock(),
-                        rng=random.Random(f"{seed}:{self.venue_name.value}"),
-                        ledger=PostgresLedger(self._pool),
-                        timing=self._settings.venue_timing(),
-                        seed=seed,
-                    )
+                    assert self._settings.database_url is not None
+                    context = VenueContext(self._settings, self._settings.database_url, SystemClock())
+                    self._venue = await self._spec.factory()(self._spec.name, context)
         return self._venue
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
@@ -56,9 +59,12 @@ class _QuoterBase:
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
         return await (await self._ready()).snapshot(token_in, token_out)
 
+    async def pairs(self) -> frozenset[tuple[str, str]]:
+        return await (await self._ready()).pairs()
+
     async def read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Several reads (``quote``, ``snapshot``, ``find_swap``) in one call, run at once. A read that
-        fails answers its error in its slot (a venue error as itself, anything else as transient).
+        """Several reads (``quote``, ``snapshot``, ``find_swap``, ``pairs``) in one call, run at once. A
+        read that fails answers its error in its slot (a venue error as itself, anything else as transient).
 
         Snapshots of one pair asked in the same call are one read: every order routed now sees the
         same pool state, copied once and sent once (pickling keeps one copy of a repeated object).
@@ -81,7 +87,7 @@ class _QuoterBase:
 
     def _answer(self, result: Any) -> Any:
         if isinstance(result, BaseException) and not isinstance(result, VenueError):
-            return TransientVenueError(self.venue_name.value, f"{type(result).__name__}: {result}")
+            return TransientVenueError(self._spec.name, f"{type(result).__name__}: {result}")
         return result
 
     async def swap_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[list[tuple[int, Any]]]:
@@ -104,26 +110,41 @@ class _QuoterBase:
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         return await (await self._ready()).swap(order_id, quote, min_amount_out)
 
-    async def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
-        (await self._ready()).list_pool(base, quote, reserve_base, reserve_quote)
-
-    async def move_price(self, base: str, quote: str, percent: float) -> float:
-        return (await self._ready()).move_price(base, quote, percent)
-
-    async def stats(self) -> dict[str, int]:
-        return dict((await self._ready()).calls)
-
     async def find_swap(self, order_id: str) -> SwapResult | None:
         return await (await self._ready()).find_swap(order_id)
 
+    async def _simulated(self) -> SimulatedVenue:
+        venue = await self._ready()
+        if not isinstance(venue, SimulatedVenue):
+            raise NotSimulated(self._spec.name)
+        return venue
+
+    async def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
+        """Simulation admin: list a new pool (a token launch)."""
+        (await self._simulated()).list_pool(base, quote, reserve_base, reserve_quote)
+
+    async def move_price(self, base: str, quote: str, percent: float) -> float:
+        """Simulation admin: move a pool's price by ``percent``; returns the new spot price."""
+        return (await self._simulated()).move_price(base, quote, percent)
+
+    async def stats(self) -> dict[str, int]:
+        return dict(getattr(await self._ready(), "calls", {}))
+
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        if self._venue is not None:
+            await self._venue.close()
 
 
-class RaydiumQuoter(_QuoterBase):
-    venue_name = VenueName.RAYDIUM
+_CLASSES: dict[str, type[VenueQuoter]] = {}
 
 
-class MeteoraQuoter(_QuoterBase):
-    venue_name = VenueName.METEORA
+def quoter_class(name: str) -> type[VenueQuoter]:
+    """The actor class of venue ``name``: ``RaydiumQuoter`` for raydium (the name Ray shows)."""
+    if name not in _CLASSES:
+        title = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+        _CLASSES[name] = type(f"{title}Quoter", (VenueQuoter,), {"__module__": __name__, "__qualname__": f"{title}Quoter"})
+    return _CLASSES[name]
+
+
+RaydiumQuoter = quoter_class("raydium")
+MeteoraQuoter = quoter_class("meteora")

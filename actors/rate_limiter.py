@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from actors.gc_tuning import tune_garbage_collection
 from engine.clock import Clock, SystemClock
 from engine.token_bucket import TokenBucket
+from runtime.gc import tune_garbage_collection
 
 
 class RateLimiter:

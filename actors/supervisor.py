@@ -1,19 +1,24 @@
-"""EngineSupervisor: owns the engine's actors when the app is deployed with ``serve deploy`` (a cluster).
+"""EngineSupervisor: owns the engine's actors on a cluster (``serve deploy``), one per cluster.
 
-The Serve application builder (``serve_app.build_from_env``) runs in a short-lived task, and an
-actor fate-shares with its owner, so the builder cannot own the engine's actors. A detached,
-named supervisor (one per cluster, on the head with the other singletons) owns them, keeps the
-dispatcher's and price watcher's loops running after a restart (as ``serve_app.main`` does in the
-foreground), and hands out the handles the ingress needs.
+An actor fate-shares with its owner, and a Serve replica comes and goes; so the first replica
+creates this detached, named supervisor (:func:`engine_handles`), which prepares the database,
+starts the actors, keeps the dispatcher's and watcher's loops running after a restart, and hands
+out the handles the edge needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
 
-from actors.bootstrap import EngineActors, start_actors, stop_actors
+import ray
+
+from actors.bootstrap import NAMESPACE, EngineActors, start_actors, stop_actors, supervise
+from actors.placement import singleton_options
+from engine.adapters.postgres import prepare_database
+from engine.adapters.stores import urls
 from engine.models import VenueName
 from engine.settings import Settings
 
@@ -23,20 +28,17 @@ SUPERVISOR = "engine_supervisor"
 
 
 class EngineSupervisor:
-    """Owns the engine's actors for a deployed application; one per cluster."""
-
     def __init__(self, settings: Settings) -> None:
-        assert settings.redis_url and settings.database_url
-        self._actors: EngineActors = start_actors(settings, settings.redis_url, settings.database_url)
+        database_url, _ = urls(settings)
+        asyncio.run(prepare_database(database_url))
+        self._actors: EngineActors = start_actors(settings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, daemon=True)
         self._thread.start()
 
     def _supervise(self) -> None:
-        import serve_app
-
         while not self._stop.wait(2.0):
-            serve_app._supervise(self._actors)
+            supervise(self._actors)
 
     def hub(self) -> Any:
         return self._actors.hub
@@ -50,3 +52,19 @@ class EngineSupervisor:
     def stop(self) -> None:
         self._stop.set()
         stop_actors(self._actors)
+
+
+def engine_handles(settings: Settings) -> tuple[Any, dict[VenueName, Any]]:
+    """The hub and venue handles of this cluster's engine, creating its supervisor if none runs yet."""
+    supervisor_class: Any = ray.remote(EngineSupervisor)
+    supervisor = supervisor_class.options(
+        name=SUPERVISOR,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=4,
+        **singleton_options(),
+    ).remote(settings)
+    hub, venues = ray.get([supervisor.hub.remote(), supervisor.venues.remote()])
+    return hub, venues

@@ -1,5 +1,5 @@
-"""Order execution engine: the pure domain core plus its storage adapters.
+"""The order execution engine's core: models, lifecycle, order types, routing, dispatch, workflow.
 
-Nothing in this package (outside ``engine.adapters`` and ``engine.embedded``)
-imports Ray, Redis, asyncpg or FastAPI, so the core is tested without any of them.
+Nothing in this package outside ``engine.adapters`` imports Ray, Redis, asyncpg, HTTP or
+subprocesses, so the core is tested without any of them.
 """

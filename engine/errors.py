@@ -1,6 +1,8 @@
-"""Domain errors. They carry data; the HTTP edge (serve_app.py) decides what status code they become."""
+"""Domain errors. They carry data; the HTTP edge (api/errors.py) decides what status code they become."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class EngineError(Exception):
@@ -101,3 +103,15 @@ class DuplicateRequest(EngineError):
 
     def __str__(self) -> str:
         return f"idempotency key already used for {self.order_id}"
+
+
+class Refusal(StrEnum):
+    """Why the engine refused a request, in domain terms. The edge maps each to an HTTP status
+    (``api/errors.py``); the core never names one."""
+
+    INVALID = "invalid"
+    """The request is malformed or breaks a rule of the engine (a field, a pair, a time)."""
+    CONFLICT = "conflict"
+    """It contradicts an earlier request (an Idempotency-Key reused with another body)."""
+    UNAVAILABLE = "unavailable"
+    """A dependency cannot be reached: nothing was accepted, the client may retry."""

@@ -20,13 +20,14 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.errors import NoRouteError, SlippageExceeded, StoreUnavailable, VenueError
-from engine.lifecycle import check_transition, is_terminal
-from engine.models import TRIGGERED_TYPES, DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+from engine.lifecycle import NOT_STARTED, check_transition, is_terminal
+from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
+from engine.order_types import policy_of
 from engine.ports import ActiveOrders, EventSink, OrderJournal, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
 from engine.split import Output
-from engine.venue import PoolView, Venue
+from venues.port import PoolView, Venue
 
 log = logging.getLogger("engine.execution")
 
@@ -172,10 +173,11 @@ class OrderWorkflow:
         try:
             if order.cancel_requested:
                 return await self._close(run, S.CANCELLED, "cancelled by the client")
-            if order.status in (S.PENDING, S.WAITING) and order.expires_at is not None and self.clock.epoch_ms() >= order.expires_at:
+            if order.status in NOT_STARTED and order.expires_at is not None and self.clock.epoch_ms() >= order.expires_at:
                 return await self._close(run, S.EXPIRED, "expired before its condition was met")
-            if order.order_type in TRIGGERED_TYPES and order.triggered_at is None and order.status in (S.PENDING, S.WAITING):
-                return await self._wait(run, _waiting_reason(order))
+            policy = policy_of(order.order_type)
+            if policy.waits and order.triggered_at is None and order.status in NOT_STARTED:
+                return await self._wait(run, policy.waiting_reason(order))
             return await self._execute(run)
         finally:
             await run.settled()  # returning means the state is durable: the dispatcher may hand the order out again
@@ -207,7 +209,7 @@ class OrderWorkflow:
             return await self._adopt(run, found)
         if found:
             swaps = sorted(found.values(), key=lambda s: -s.amount_in)
-            made = ", ".join(f"{s.venue.value} {s.amount_in:.6g} {run.order.token_in}" for s in swaps)
+            made = ", ".join(f"{s.venue} {s.amount_in:.6g} {run.order.token_in}" for s in swaps)
             return await run.emit(S.FAILED, failure_reason=f"{reason}; partial fill: {made}", tx_hashes=[s.tx_hash for s in swaps])
         return await run.emit(S.FAILED, failure_reason=reason)
 
@@ -231,7 +233,7 @@ class OrderWorkflow:
 
     async def _execute(self, run: OrderRun) -> Order:
         order_id = run.order.order_id
-        look_first = run.order.status not in (S.PENDING, S.WAITING)  # resumed mid-way: a swap may exist
+        look_first = run.order.status not in NOT_STARTED  # resumed mid-way: a swap may exist
         if look_first:
             log.info("resuming order", extra={"order_id": order_id, "status": run.order.status.value, "attempts": run.order.attempts})
         attempt = run.order.attempts
@@ -250,7 +252,7 @@ class OrderWorkflow:
                 attempt += 1
                 await run.emit(S.ROUTING, attempt=attempt, error=last_error)
                 decision = await self._route(run.order, first_minimum)
-                floor = _floor(run.order)
+                floor = policy_of(run.order.order_type).floor(run.order)
                 if first_minimum is None and decision.amount_out < floor:
                     # Triggered, but the price moved away before routing: wait again.
                     await self.journal.set_triggered(order_id, None)
@@ -324,7 +326,7 @@ class OrderWorkflow:
             "adopting swaps found at venues",
             extra={"order_id": run.order.order_id, "venues": sorted(found), "found_status": run.order.status.value},
         )
-        if run.order.status in (S.PENDING, S.WAITING):
+        if run.order.status in NOT_STARTED:
             await run.emit(S.ROUTING, attempt=run.order.attempts + 1)
         if run.order.status is S.ROUTING:
             await run.emit(S.BUILDING)
@@ -368,7 +370,7 @@ class OrderWorkflow:
             self.max_price_impact_pct,
             curves=curves or None,
             slippage_bps=order.slippage_bps,
-            min_out_floor=max(_floor(order), first_minimum or 0.0),
+            min_out_floor=max(policy_of(order.order_type).floor(order), first_minimum or 0.0),
         )
 
     async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:
@@ -376,19 +378,3 @@ class OrderWorkflow:
         names = list(self.venues)
         found = await asyncio.gather(*(self.venues[name].find_swap(order_id) for name in names))
         return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}
-
-
-def _floor(order: Order) -> float:
-    """The least output the order accepts regardless of slippage: its limit, or its sniper price cap."""
-    if order.order_type is OrderType.LIMIT and order.limit_price is not None:
-        return order.limit_price * order.amount
-    if order.order_type is OrderType.SNIPER and order.max_price is not None:
-        return order.amount / order.max_price
-    return 0.0
-
-
-def _waiting_reason(order: Order) -> str:
-    if order.order_type is OrderType.LIMIT:
-        return f"waiting for {order.token_out}/{order.token_in} net price >= {order.limit_price:g}"
-    cap = f" at <= {order.max_price:g} {order.token_in} each" if order.max_price else ""
-    return f"waiting for a pool to buy {order.token_out}{cap}"

@@ -11,25 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from engine.batching import Coalescer
-from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.errors import DuplicateRequest, Refusal, StoreUnavailable
 from engine.ids import new_order_id
-from engine.market import venues_trading
-from engine.models import SUPPORTED_ORDER_TYPES, Order, OrderEvent, OrderRequest, OrderStatus, OrderType
+from engine.models import Order, OrderEvent, OrderRequest, OrderStatus
+from engine.order_types import policy_of, problem_field
 
 log = logging.getLogger("engine.intake")
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a request was refused; the HTTP edge turns it into a status code and body."""
+    """Why a request was refused, in domain terms; the edge maps ``kind`` to a status code (api/errors.py)."""
 
-    status: int
+    kind: Refusal
     error: str
     message: str
     details: list[dict[str, Any]] = field(default_factory=list)
@@ -45,32 +46,32 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_PATH_OF_CODE = {"limit_price_required": ["limitPrice"]}
-"""Model-level checks that are about one field: report them at that field."""
+def _path(code: str, loc: tuple[int | str, ...]) -> list[int | str]:
+    """Where a problem is: an order type's check is about one field (it says which), others at their place."""
+    field = problem_field(code)
+    return [field] if field is not None else [p for p in loc if p != "__root__"]
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"path": _PATH_OF_CODE.get(err["type"], [p for p in err["loc"] if p != "__root__"]), "message": err["msg"], "code": err["type"]}
+        {"path": _path(err["type"], err["loc"]), "message": err["msg"], "code": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
 
 
-def parse_order(
-    body: bytes, now_ms: float | None = None, extra_pairs: frozenset[tuple[str, str]] = frozenset()
-) -> OrderRequest | Rejection:
+def parse_order(body: bytes, now_ms: float | None, tradable: Container[tuple[str, str]]) -> OrderRequest | Rejection:
     """Validate a request body into an :class:`OrderRequest`, or say exactly what is wrong.
 
-    ``extra_pairs`` are pairs listed at runtime (simulation admin); a SNIPER order may name
-    a pair no venue trades yet (it waits for the listing).
+    ``tradable`` holds the ``(tokenIn, tokenOut)`` pairs some venue trades (asked of the venues);
+    an order type that waits for a listing (SNIPER) may name another pair.
     """
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        return Rejection(400, "Invalid JSON", f"the body is not valid JSON: {str(exc)[:200]}")
+        return Rejection(Refusal.INVALID, "Invalid JSON", f"the body is not valid JSON: {str(exc)[:200]}")
     if not isinstance(data, dict):
         return Rejection(
-            400,
+            Refusal.INVALID,
             "Validation failed",
             "the body must be a JSON object",
             [{"path": [], "message": "must be a JSON object", "code": "object_type"}],
@@ -79,17 +80,18 @@ def parse_order(
         request = OrderRequest.model_validate(data)
     except ValidationError as exc:
         details = _validation_details(exc)
-        return Rejection(400, "Validation failed", f"{len(details)} problem(s) in the order", details)
-    if request.order_type not in SUPPORTED_ORDER_TYPES:
-        message = f"{request.order_type.value} orders are not supported"
-        return Rejection(400, "Validation failed", message, [{"path": ["orderType"], "message": message, "code": "not_supported"}])
+        return Rejection(Refusal.INVALID, "Validation failed", f"{len(details)} problem(s) in the order", details)
     if now_ms is not None and request.expires_at is not None and request.expires_at <= now_ms:
         message = "expiresAt must be in the future (epoch milliseconds)"
-        return Rejection(400, "Validation failed", message, [{"path": ["expiresAt"], "message": message, "code": "in_the_past"}])
-    listed = venues_trading(request.token_in, request.token_out) or (request.token_in, request.token_out) in extra_pairs
-    if not listed and request.order_type is not OrderType.SNIPER:
+        return Rejection(
+            Refusal.INVALID, "Validation failed", message, [{"path": ["expiresAt"], "message": message, "code": "in_the_past"}]
+        )
+    listed = (request.token_in, request.token_out) in tradable
+    if not listed and policy_of(request.order_type).needs_listed_pair:
         message = f"no venue trades the pair {request.token_in}/{request.token_out}"
-        return Rejection(400, "Unsupported pair", message, [{"path": ["tokenIn"], "message": message, "code": "unsupported_pair"}])
+        return Rejection(
+            Refusal.INVALID, "Unsupported pair", message, [{"path": ["tokenIn"], "message": message, "code": "unsupported_pair"}]
+        )
     return request
 
 
@@ -110,9 +112,8 @@ def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
         status=OrderStatus.PENDING,
         submitted_at=now_ms,
         slippage_bps=request.slippage_bps,
-        limit_price=request.limit_price if request.order_type is OrderType.LIMIT else None,
-        max_price=request.max_price if request.order_type is OrderType.SNIPER else None,
         expires_at=float(request.expires_at) if request.expires_at is not None else None,
+        **policy_of(request.order_type).terms(request),
     )
     return order, OrderEvent(order_id=order_id, seq=1, status=OrderStatus.PENDING, at=now_ms)
 
@@ -169,7 +170,7 @@ class OrderIntake:
             found = await self.journal.insert_orders(batch)
         except StoreUnavailable as exc:
             message = f"the order could not be stored durably ({exc.store} is unavailable); nothing was accepted"
-            return [Rejection(503, "Service unavailable", message)] * len(batch)
+            return [Rejection(Refusal.UNAVAILABLE, "Service unavailable", message)] * len(batch)
         results: list[Accepted | Rejection] = []
         fresh: list[Order] = []
         for item, duplicate in zip(batch, found, strict=True):
@@ -177,7 +178,9 @@ class OrderIntake:
                 fresh.append(item.order)
                 results.append(Accepted(item.order.order_id))
             elif duplicate.request_hash != item.request_hash:
-                results.append(Rejection(422, "Idempotency key reused", "this Idempotency-Key was used with a different request body"))
+                results.append(
+                    Rejection(Refusal.CONFLICT, "Idempotency key reused", "this Idempotency-Key was used with a different request body")
+                )
             else:
                 results.append(Accepted(duplicate.order_id, replayed=True))
         if not fresh:
@@ -190,6 +193,6 @@ class OrderIntake:
             except StoreUnavailable:
                 log.error("intake compensation failed; orders left pending in postgres", extra={"orders": len(fresh)})
             message = f"the order could not be queued ({exc.store} is unavailable); nothing was accepted"
-            refused = Rejection(503, "Service unavailable", message)
+            refused = Rejection(Refusal.UNAVAILABLE, "Service unavailable", message)
             return [refused if isinstance(r, Accepted) and not r.replayed else r for r in results]
         return results

@@ -34,7 +34,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
-    for name in ("actors", "serve_app"):
+    for name in ("actors", "api", "runtime", "venues", "serve_app"):
         other = logging.getLogger(name)
         other.addHandler(handler)
         other.setLevel(level.upper())

@@ -46,10 +46,10 @@ def choose_route(
     transient = False
     for venue, outcome in sorted(outcomes.items()):
         if isinstance(outcome, VenueError):
-            rejected[venue.value] = outcome.reason
+            rejected[venue] = outcome.reason
             transient = transient or not isinstance(outcome, NoPoolError)
         elif outcome.price_impact_pct > max_price_impact_pct:
-            rejected[venue.value] = f"price impact {outcome.price_impact_pct:.2f}% exceeds {max_price_impact_pct:g}%"
+            rejected[venue] = f"price impact {outcome.price_impact_pct:.2f}% exceeds {max_price_impact_pct:g}%"
             too_deep.append(outcome)
             transient = True
         else:
@@ -75,24 +75,24 @@ def choose_route(
             split = best_split(curves[best.venue], curves[runner_up.venue], best.amount_in)
             smaller = min(split.share_a, 1.0 - split.share_a)
             if smaller >= MIN_LEG_SHARE and split.total > best.amount_out * (1.0 + SPLIT_MIN_GAIN):
-                rejected.pop(runner_up.venue.value, None)  # its share is within bounds
+                rejected.pop(runner_up.venue, None)  # its share is within bounds
                 return _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor)
     if not others:
-        reason = f"only {best.venue.value} quoted ({_fmt(best.amount_out)} {best.token_out})"
+        reason = f"only {best.venue} quoted ({_fmt(best.amount_out)} {best.token_out})"
         if rejected:
             reason += "; " + "; ".join(f"{v}: {why}" for v, why in rejected.items())
     else:
         runner_up = max(others, key=lambda q: q.amount_out)
         if math.isclose(runner_up.amount_out, best.amount_out, rel_tol=1e-9):
             reason = (
-                f"tie at {_fmt(best.amount_out)} {best.token_out}; {best.venue.value} has deeper liquidity "
+                f"tie at {_fmt(best.amount_out)} {best.token_out}; {best.venue} has deeper liquidity "
                 f"({_fmt(best.liquidity)} vs {_fmt(runner_up.liquidity)} {best.token_out})"
             )
         else:
             edge = (best.amount_out / runner_up.amount_out - 1.0) * 100.0
             reason = (
-                f"{best.venue.value} gives {_fmt(best.amount_out)} {best.token_out} vs "
-                f"{runner_up.venue.value} {_fmt(runner_up.amount_out)} (+{edge:.3f}% net of fees)"
+                f"{best.venue} gives {_fmt(best.amount_out)} {best.token_out} vs "
+                f"{runner_up.venue} {_fmt(runner_up.amount_out)} (+{edge:.3f}% net of fees)"
             )
     return RoutingDecision(
         venue=best.venue,
@@ -119,8 +119,8 @@ def _split_decision(
     impact = max(0.0, (1.0 - (split.total / amount) / best_spot_net) * 100) if best_spot_net > 0 else 0.0
     gain = (split.total / a.amount_out - 1.0) * 100
     reason = (
-        f"split {legs[0].percent:.1f}% {legs[0].venue.value} / {legs[1].percent:.1f}% {legs[1].venue.value} gives "
-        f"{_fmt(split.total)} {a.token_out} vs {_fmt(a.amount_out)} on {a.venue.value} alone (+{gain:.3f}%)"
+        f"split {legs[0].percent:.1f}% {legs[0].venue} / {legs[1].percent:.1f}% {legs[1].venue} gives "
+        f"{_fmt(split.total)} {a.token_out} vs {_fmt(a.amount_out)} on {a.venue} alone (+{gain:.3f}%)"
     )
     return RoutingDecision(
         venue=legs[0].venue,

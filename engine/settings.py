@@ -10,7 +10,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.retry import RetryPolicy
-from engine.venue import VenueTiming
 
 
 class Settings(BaseSettings):
@@ -51,6 +50,13 @@ class Settings(BaseSettings):
     retry_base_delay_ms: float = Field(default=500.0, ge=0)
     retry_max_delay_ms: float = Field(default=8000.0, ge=0)
     max_price_impact_pct: float = Field(default=30.0, gt=0, le=100)
+
+    # Venues
+    venues: Annotated[list[str], NoDecode] = Field(
+        default=["raydium", "meteora"],
+        min_length=1,
+        description="Venues to route to: built-in names, or name=package.module:factory (comma-separated; venues/registry.py)",
+    )
 
     # Simulated venues
     quote_latency_ms: float = Field(default=200.0, ge=0)
@@ -106,12 +112,13 @@ class Settings(BaseSettings):
             raise ValueError("swap latency must be 'MS' or 'LOW-HIGH' with 0 <= LOW <= HIGH")
         return value
 
-    def venue_timing(self) -> VenueTiming:
-        return VenueTiming(
-            quote_latency_s=self.quote_latency_ms / 1000,
-            swap_latency_s=(self.swap_latency_ms[0] / 1000, self.swap_latency_ms[1] / 1000),
-            fault_rate=self.fault_rate,
-        )
+    @field_validator("venues", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        """Accept ``raydium,meteora`` as well as a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

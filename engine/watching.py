@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.models import Order, OrderType, VenueName
-from engine.pools import PoolExhausted
-from engine.venue import PoolView
+from engine.models import Order, VenueName
+from engine.order_types import policy_of
+from venues.port import PoolView
 
 
 class Verdict(StrEnum):
@@ -28,7 +28,7 @@ class Watch:
     """What the watcher needs of a waiting order."""
 
     order_id: str
-    order_type: OrderType
+    order_type: str
     token_in: str
     token_out: str
     amount: float
@@ -62,19 +62,16 @@ def best_output(watch: Watch, views: Mapping[VenueName, PoolView | None]) -> flo
             continue
         try:
             outputs.append(view.output(watch.token_in, watch.amount))
-        except (PoolExhausted, ValueError, ArithmeticError):
+        except (ValueError, ArithmeticError):  # past the pool's depth
             outputs.append(-math.inf)
     return max(outputs) if outputs else None
 
 
 def decide(watch: Watch, views: Mapping[VenueName, PoolView | None], now_ms: float) -> Verdict:
+    """Expire past ``expiresAt``; wait while no venue can fill the amount; else ask the order's type."""
     if watch.expires_at is not None and now_ms >= watch.expires_at:
         return Verdict.EXPIRE
     out = best_output(watch, views)
     if out is None or out <= 0:
         return Verdict.WAIT  # no pool yet (a sniper keeps waiting), or the pool cannot fill it
-    if watch.order_type is OrderType.LIMIT:
-        return Verdict.TRIGGER if watch.limit_price is not None and out / watch.amount >= watch.limit_price else Verdict.WAIT
-    if watch.order_type is OrderType.SNIPER:
-        return Verdict.TRIGGER if watch.max_price is None or watch.amount / out <= watch.max_price else Verdict.WAIT
-    return Verdict.TRIGGER
+    return Verdict.TRIGGER if policy_of(watch.order_type).fires(watch, out) else Verdict.WAIT

@@ -83,8 +83,6 @@ import aiohttp
 import asyncpg
 import psutil
 
-from actors.gc_tuning import tune_garbage_collection
-from engine.embedded import Dependencies, scratch_servers
 from engine.lifecycle import TERMINAL as LIFECYCLE_TERMINAL
 from loadtest.clients import (
     LoopLag,
@@ -98,6 +96,8 @@ from loadtest.clients import (
     subscribe,
 )
 from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, Stores, label
+from runtime.embedded import Dependencies, scratch_servers
+from runtime.gc import tune_garbage_collection
 
 TERMINAL = sorted(s.value for s in LIFECYCLE_TERMINAL)  # the engine's own definition
 INTAKE_GOALS = {10: 750.0, 50: 1425.0}  # 1.5x of 500 and 950 req/s

@@ -13,7 +13,7 @@ Each :class:`EngineRun` owns
 * a Ray temp dir ``/tmp/oee-bench-<hex>`` (``OEE_RAY_TEMP_DIR``, kept short for Ray's unix sockets), removed after;
 * a free port (never 8000, 8011 or 8077).
 
-The engine is ``python serve_app.py`` in its own session, configured only through ``OEE_*`` variables (any
+The engine is ``python -m runtime`` in its own session, configured only through ``OEE_*`` variables (any
 ``OEE_*`` of the caller's environment is dropped first). It gets ``PR_SET_PDEATHSIG`` so it is told to stop
 (SIGTERM) if the benchmark dies. :meth:`EngineRun.stop` sends SIGTERM, waits, and then verifies that no
 process of the engine (the raylet included) is left: those found are listed and killed by pid.
@@ -43,7 +43,7 @@ import asyncpg
 import psutil
 import redis.asyncio as aioredis
 
-from engine.embedded import _die_with_parent, free_port, with_database
+from runtime.embedded import _die_with_parent, free_port, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -343,7 +343,8 @@ class EngineRun:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "serve_app.py",
+                "-m",
+                "runtime",
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -41,14 +41,15 @@ import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from actors.bootstrap import start_actors, stop_actors  # noqa: E402
-from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool  # noqa: E402
+from engine.adapters.postgres import PostgresJournal, create_pool  # noqa: E402
 from engine.adapters.redis_store import RedisOrders  # noqa: E402
-from engine.embedded import Dependencies, scratch_servers, with_database  # noqa: E402
 from engine.intake import OrderIntake  # noqa: E402
 from engine.models import OrderStatus  # noqa: E402
+from runtime.embedded import Dependencies, scratch_servers, with_database  # noqa: E402
 from tests.cluster.harness import actor_nodes, per_node, start_cluster, stop_cluster  # noqa: E402
 from tests.cluster.orders import engine_settings, submit, wait_terminal  # noqa: E402
 from tests.conftest import TestStores, reset_stores  # noqa: E402
+from venues.simulated import PostgresLedger  # noqa: E402
 
 TEST_REDIS_DB = 13
 
@@ -77,7 +78,7 @@ async def _one_run(stores: TestStores, executors: int, waves: int, nodes_run: An
         max_concurrent_orders=executors,
     )  # default venue latency: 200 ms quotes, 2-3 s swaps
     started = time.monotonic()
-    actors = start_actors(settings, stores.redis_url, stores.database_url, suffix=f"_{secrets.token_hex(3)}")
+    actors = start_actors(settings, suffix=f"_{secrets.token_hex(3)}")
     try:
         up_s = time.monotonic() - started
         placement = per_node(nodes_run, actor_nodes(actors.executors))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-from engine.venue import b58encode
 from loadtest.engine_run import EngineRun
+from venues.simulated import b58encode
 
 
 async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:

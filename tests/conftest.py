@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from engine.embedded import Dependencies, scratch_servers, with_database
+from runtime.embedded import Dependencies, scratch_servers, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_REDIS_DB = 13

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.embedded import free_port
+from runtime.embedded import free_port
 from tests.conftest import ROOT, TestStores
 
 
@@ -47,7 +47,7 @@ class EngineProcess:
     def start(self, timeout_s: float = 120.0) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "serve_app.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "runtime"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""PostgreSQL: the source of truth. Orders, their event trail, and the simulated venues' swap ledger.
+"""PostgreSQL: the source of truth. Orders and their event trail (and the table of the simulated ledger).
 
 The schema is created and migrated at start-up, idempotently, under an advisory
 lock so several processes starting at once do not race.
@@ -6,7 +6,6 @@ lock so several processes starting at once do not race.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,7 +18,8 @@ import asyncpg
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.intake import NewOrder
-from engine.models import Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, TERMINAL_SQL
+from engine.models import Order, OrderEvent, OrderStatus, RoutingDecision
 
 log = logging.getLogger("engine.postgres")
 
@@ -97,8 +97,6 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
-TERMINAL_SQL = "('confirmed', 'failed', 'cancelled', 'expired')"
-
 _MIGRATION_LOCK = 0x0E_E0_01
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -112,7 +110,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-async def _guard(op: Callable[[], Awaitable[T]]) -> T:
+async def guard(op: Callable[[], Awaitable[T]]) -> T:
+    """Run ``op``; a lost or refused connection becomes :class:`StoreUnavailable`."""
     try:
         return await op()
     except _UNAVAILABLE as exc:
@@ -155,6 +154,16 @@ async def migrate(pool: asyncpg.Pool) -> int:
         return max(v for v, _ in MIGRATIONS)
 
 
+async def prepare_database(dsn: str) -> int:
+    """Create the database if the server lacks it, then migrate it; return the schema version."""
+    await ensure_database(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await migrate(pool)
+    finally:
+        await pool.close()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -190,7 +199,7 @@ def _order_from_row(row: asyncpg.Record) -> Order:
         token_in=row["token_in"],
         token_out=row["token_out"],
         amount=row["amount"],
-        order_type=OrderType(row["order_type"]),
+        order_type=row["order_type"],
         status=OrderStatus(row["status"]),
         submitted_at=float(row["submitted_ms"]),
         executed_at=_ms(row["executed_ms"]),
@@ -281,7 +290,7 @@ class PostgresJournal:
                 order.token_in,
                 order.token_out,
                 order.amount,
-                order.order_type.value,
+                str(order.order_type),
                 order.status.value,
                 order.submitted_at,
                 item.idempotency_key,
@@ -473,7 +482,7 @@ class PostgresJournal:
             rows = await conn.fetch(
                 f"SELECT order_id FROM orders WHERE status NOT IN {TERMINAL_SQL} "
                 "AND submitted_at < to_timestamp($1 / 1000.0) "
-                "AND NOT (status = 'waiting' AND triggered_at IS NULL AND NOT cancel_requested)",
+                f"AND NOT {HELD_BY_WATCHER_SQL}",
                 submitted_before_ms,
             )
         return [row["order_id"] for row in rows]
@@ -503,7 +512,7 @@ class PostgresJournal:
         async with self._conn() as conn:
             flagged = await conn.fetchval(
                 "UPDATE orders SET cancel_requested = true WHERE order_id = $1 AND NOT submit_claimed "
-                "AND status IN ('pending', 'waiting', 'routing', 'building') RETURNING true",
+                f"AND status IN {CANCELLABLE_SQL} RETURNING true",
                 order_id,
             )
         return bool(flagged)
@@ -543,107 +552,3 @@ class PostgresJournal:
         async with self._conn() as conn:
             row = await conn.fetchrow("SELECT order_id, request_hash FROM orders WHERE idempotency_key = $1", key)
         return (row["order_id"], row["request_hash"]) if row else None
-
-
-class PostgresLedger:
-    """The simulated chain: one row per swap a venue made. Survives any engine crash.
-
-    A chain does not go down with our database, so during a PostgreSQL outage the
-    ledger waits (up to ``outage_wait_s``) instead of failing the swap: the swap
-    lands late, as on a congested chain. Concurrent lookups and records share one
-    statement each (:class:`engine.batching.Coalescer`).
-    """
-
-    def __init__(self, pool: asyncpg.Pool, outage_wait_s: float = 120.0) -> None:
-        self.pool = pool
-        self.outage_wait_s = outage_wait_s
-        self._finds: Coalescer[tuple[VenueName, str], SwapResult | None] = Coalescer(self._find_many, max_batch=512, max_in_flight=2)
-        self._records: Coalescer[SwapResult, SwapResult] = Coalescer(self._record_many, max_batch=512, max_in_flight=2)
-
-    def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"finds": self._finds, "records": self._records}
-
-    async def _patient(self, op: Callable[[], Awaitable[T]]) -> T:
-        deadline = asyncio.get_running_loop().time() + self.outage_wait_s
-        delay = 0.1
-        while True:
-            try:
-                return await _guard(op)
-            except StoreUnavailable:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    raise
-                log.warning("ledger waiting for postgres", extra={"retry_in_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    async def record(self, swap: SwapResult) -> SwapResult:
-        return await self._records.submit(swap)
-
-    async def _record_many(self, swaps: list[SwapResult]) -> list[SwapResult]:
-        async def op() -> set[str]:
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    """
-                    INSERT INTO venue_swaps (venue, order_id, tx_hash, amount_in, amount_out, price, executed_at, sent_at)
-                    SELECT venue, order_id, tx_hash, amount_in, amount_out, price,
-                        to_timestamp(executed_ms / 1000.0), to_timestamp(sent_ms / 1000.0)
-                    FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[])
-                        AS s(venue, order_id, tx_hash, amount_in, amount_out, price, executed_ms, sent_ms)
-                    ON CONFLICT (venue, order_id) DO NOTHING
-                    RETURNING tx_hash
-                    """,
-                    [w.venue.value for w in swaps],
-                    [w.order_id for w in swaps],
-                    [w.tx_hash for w in swaps],
-                    [w.amount_in for w in swaps],
-                    [w.amount_out for w in swaps],
-                    [w.execution_price for w in swaps],
-                    [w.executed_at for w in swaps],
-                    [w.sent_at for w in swaps],
-                )
-            return {row["tx_hash"] for row in rows}
-
-        inserted = await self._patient(op)
-        answers: list[SwapResult] = []
-        for swap in swaps:
-            if swap.tx_hash in inserted:
-                answers.append(swap)
-            else:  # the venue recorded a swap for this order before: that one stands
-                existing = await self.find(swap.venue, swap.order_id)
-                assert existing is not None
-                answers.append(existing)
-        return answers
-
-    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
-        return await self._finds.submit((venue, order_id))
-
-    async def _find_many(self, keys: list[tuple[VenueName, str]]) -> list[SwapResult | None]:
-        async def op() -> list[asyncpg.Record]:
-            async with self.pool.acquire() as conn:
-                rows: list[asyncpg.Record] = await conn.fetch(
-                    "SELECT venue, order_id, tx_hash, amount_in, amount_out, price, extract(epoch from executed_at) * 1000 AS executed_ms, "
-                    "extract(epoch from sent_at) * 1000 AS sent_ms "
-                    "FROM venue_swaps s JOIN unnest($1::text[], $2::text[]) AS k(venue, order_id) USING (venue, order_id)",
-                    [venue.value for venue, _ in keys],
-                    [order_id for _, order_id in keys],
-                )
-                return rows
-
-        found = {
-            (row["venue"], row["order_id"]): SwapResult(
-                venue=VenueName(row["venue"]),
-                order_id=row["order_id"],
-                tx_hash=row["tx_hash"],
-                amount_in=row["amount_in"],
-                amount_out=row["amount_out"],
-                execution_price=row["price"],
-                executed_at=float(row["executed_ms"]),
-                sent_at=float(row["sent_ms"]) if row["sent_ms"] is not None else None,
-            )
-            for row in await self._patient(op)
-        }
-        return [found.get((venue.value, order_id)) for venue, order_id in keys]
-
-    async def count_for(self, order_id: str) -> int:
-        async with self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = $1", order_id))

@@ -4,7 +4,7 @@ Keys (all under the configured prefix):
 
 * ``order:<id>``  the order's JSON (terminal ones expire after an hour)
 * ``active``      set of ids not yet terminal
-* ``queue``       sorted set of ids waiting for an executor, in bands (see :class:`Band`), FIFO within a band
+* ``queue``       sorted set of ids waiting for an executor, in bands (:class:`engine.bands.Band`), FIFO within a band
 * ``sim_pairs``   pairs listed at runtime through the simulation admin routes
 * ``epoch``       written at start-up; if it vanishes, Redis was restarted empty and is rebuilt from PostgreSQL
 
@@ -14,7 +14,6 @@ Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from enum import IntEnum
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -23,38 +22,17 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.bands import Band
 from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
-from engine.lifecycle import TERMINAL as TERMINAL_STATUSES
-from engine.models import TRIGGERED_TYPES, Order, OrderStatus
+from engine.lifecycle import TERMINAL
+from engine.models import Order
+from engine.order_types import band_of
 
 T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
 _BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
-
-
-class Band(IntEnum):
-    """Queue bands, served in this order. Only MARKET and TRIGGERED runs take a rate-limit token."""
-
-    CONTROL = 0  # cancel or expire an order: bookkeeping, served first
-    MARKET = 1  # market orders (and resumed ones) come first
-    ARM = 2  # a new LIMIT/SNIPER order: mark it waiting and hand it to the watcher
-    TRIGGERED = 3  # a LIMIT/SNIPER order whose condition holds: run the market path
-
-    @property
-    def needs_token(self) -> bool:
-        return self in (Band.MARKET, Band.TRIGGERED)
-
-
-def band_of(order: Order) -> Band:
-    if order.cancel_requested:
-        return Band.CONTROL
-    if order.order_type in TRIGGERED_TYPES:
-        if order.triggered_at is None and order.status in (OrderStatus.PENDING, OrderStatus.WAITING):
-            return Band.ARM
-        return Band.TRIGGERED
-    return Band.MARKET
 
 
 def queue_score(order: Order) -> float:
@@ -153,7 +131,7 @@ class RedisOrders:
             async with self.client.pipeline(transaction=True) as pipe:
                 done = []
                 for order in orders:
-                    if order.status in TERMINAL_STATUSES:
+                    if order.status in TERMINAL:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
                         done.append(order.order_id)
                     else:

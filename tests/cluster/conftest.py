@@ -10,10 +10,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool
+from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.intake import OrderIntake
 from tests.conftest import TestStores, reset_stores
+from venues.simulated import PostgresLedger
 
 
 @dataclass

@@ -8,11 +8,12 @@ import os
 import time
 from typing import Any
 
-from engine.adapters.postgres import PostgresJournal, PostgresLedger
+from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
 from engine.lifecycle import is_terminal
 from engine.models import Order, OrderEvent, OrderRequest, OrderStatus
 from engine.settings import Settings
+from venues.simulated import PostgresLedger
 
 
 def engine_settings(database_url: str, redis_url: str, redis_prefix: str, **overrides: Any) -> Settings:

@@ -93,7 +93,8 @@ def _ingress_with_overrides(app_config: Any) -> Any:
 
     import serve_app
 
-    built = serve_build_app(serve_app.build_app(Settings(_env_file=None), "redis://r:6379/0", "postgresql://p/oee", None), name="oee")
+    settings = Settings(_env_file=None, redis_url="redis://r:6379/0", database_url="postgresql://p/oee")
+    built = serve_build_app(serve_app.build_app(settings), name="oee")
     infos = {
         d.name: deploy_args_to_deployment_info(
             deployment_name=d.name,

@@ -21,8 +21,8 @@ from ray import serve
 from ray.actor import ActorHandle
 
 from actors.bootstrap import EngineActors, start_actors, stop_actors
-from engine.embedded import free_port
 from engine.models import OrderStatus
+from runtime.embedded import free_port
 from tests.cluster.conftest import Stores
 from tests.cluster.harness import ROOT, ClusterRun, actor_nodes, actor_pids, node_resource, per_node, start_cluster, stop_cluster
 from tests.cluster.orders import SLIPPAGE_BPS, check_swaps, engine_settings, submit, wait_terminal
@@ -51,7 +51,7 @@ def three_nodes() -> Iterator[ClusterRun]:
 def _start(run: ClusterRun, db: Stores, **overrides: Any) -> EngineActors:
     settings = engine_settings(db.urls.database_url, db.urls.redis_url, db.urls.redis_prefix, **overrides)
     started = time.monotonic()
-    actors = start_actors(settings, db.urls.redis_url, db.urls.database_url, suffix=f"_{secrets.token_hex(3)}")
+    actors = start_actors(settings, suffix=f"_{secrets.token_hex(3)}")
     _WORKER_PIDS.update(actor_pids(actors.all()))
     print(f"engine actors up in {time.monotonic() - started:.1f}s")
     return actors

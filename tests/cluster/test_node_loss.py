@@ -62,11 +62,11 @@ def cluster() -> Iterator[ClusterRun]:
 
 
 def _redispatched(dispatcher: Any) -> dict[str, int]:
-    return dict(dispatcher._redispatched)
+    return dispatcher._policy.redispatched  # type: ignore[no-any-return]
 
 
 def _running(dispatcher: Any) -> list[str]:
-    return sorted(dispatcher._running)
+    return sorted(dispatcher._policy.running)
 
 
 async def _diagnose(actors: Any, db: Stores, ids: list[str], victim_pids: set[int]) -> str:
@@ -101,7 +101,7 @@ async def test_worker_node_lost_with_orders_in_flight(cluster: ClusterRun, db: S
         swap_latency_ms=(3000.0, 5000.0),
     )
     started = time.monotonic()
-    actors = start_actors(settings, db.urls.redis_url, db.urls.database_url, suffix=f"_{secrets.token_hex(3)}")
+    actors = start_actors(settings, suffix=f"_{secrets.token_hex(3)}")
     try:
         executors = actor_nodes(actors.executors)
         quoters = actor_nodes(list(actors.venues.values()))

@@ -1,4 +1,4 @@
-"""End-to-end tier: the engine started as a user starts it (``python serve_app.py``), driven over HTTP and WebSocket."""
+"""End-to-end tier: the engine started as a user starts it (``python -m runtime``), driven over HTTP and WebSocket."""
 
 from __future__ import annotations
 

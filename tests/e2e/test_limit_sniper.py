@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from engine.venue import b58encode
 from tests.e2e.wsclient import follow, statuses
 from tests.engine_process import EngineProcess
+from venues.simulated import b58encode
 
 
 async def _best_price(client: httpx.AsyncClient, token_in: str, token_out: str) -> float:

@@ -92,7 +92,7 @@ def engine_factory(clean: TestStores) -> Iterator[Any]:
 
     def start(**overrides: Any) -> tuple[EngineActors, Settings]:
         settings = fast_settings(clean, **overrides)
-        actors = start_actors(settings, clean.redis_url, clean.database_url, suffix=unique_suffix())
+        actors = start_actors(settings, suffix=unique_suffix())
         started.append(actors)
         return actors, settings
 

@@ -10,9 +10,10 @@ import pytest
 import ray
 
 from actors.rate_limiter import RateLimiter
-from engine.adapters.postgres import PostgresJournal, PostgresLedger
+from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
 from engine.models import OrderEvent, OrderRequest, OrderStatus
+from venues.simulated import PostgresLedger
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 

@@ -8,10 +8,11 @@ import time
 import pytest
 import ray
 
-from engine.adapters.postgres import PostgresJournal, PostgresLedger
+from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
-from engine.models import OrderRequest, OrderStatus, OrderType, VenueName
+from engine.models import OrderRequest, OrderStatus, OrderType
 from tests.integration.test_engine_actors import wait_terminal
+from venues.simulated import PostgresLedger
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -59,7 +60,7 @@ async def test_a_thousand_waiting_orders_cost_the_venues_what_one_does(engine_fa
     quotes_after = sum(ray.get(v.stats.remote())["quote"] for v in actors.venues.values())
     granted = ray.get(actors.limiter.stats.remote())["granted"]
     print(f"venue reads per tick: 1 order {one:.2f}, 1,000 orders {thousand:.2f}; quotes while waiting {quotes_after - quotes_before}")
-    assert one == thousand == len(VenueName)
+    assert one == thousand == len(actors.venues)
     assert quotes_after == quotes_before  # waiting orders are never quoted one by one
     assert granted == 0  # and they took no rate-limit token
     order = await journal.get(first[0])

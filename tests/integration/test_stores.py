@@ -7,11 +7,13 @@ import asyncio
 import asyncpg
 import pytest
 
-from engine.adapters.postgres import PostgresJournal, PostgresLedger, create_pool, migrate
-from engine.adapters.redis_store import Band, RedisOrders
+from engine.adapters.postgres import PostgresJournal, create_pool, migrate
+from engine.adapters.redis_store import RedisOrders
+from engine.bands import Band
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.intake import new_order
-from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType, SwapResult, VenueName
+from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType, SwapResult
+from venues.simulated import METEORA, RAYDIUM, PostgresLedger
 
 
 def _order(amount: float = 1.0, order_type: OrderType = OrderType.MARKET, at: float = 1_764_000_000_000.0):
@@ -107,7 +109,7 @@ async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
     order, first = _order()
     await PostgresJournal(pg_pool).insert_order(order, first)
     swap = SwapResult(
-        venue=VenueName.RAYDIUM,
+        venue=RAYDIUM,
         order_id=order.order_id,
         tx_hash="tx1",
         amount_in=1,
@@ -118,12 +120,12 @@ async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
     )
     assert (await ledger.record(swap)).tx_hash == "tx1"
     assert (await ledger.record(swap.model_copy(update={"tx_hash": "tx2"}))).tx_hash == "tx1"
-    found = await ledger.find(VenueName.RAYDIUM, order.order_id)
+    found = await ledger.find(RAYDIUM, order.order_id)
     assert found is not None and found.tx_hash == "tx1"
     # the time spent at the venue survives the round trip (the benchmark's overhead subtracts it)
     assert found.executed_at == pytest.approx(first.at, abs=0.01)
     assert found.sent_at == pytest.approx(first.at - 2_500.0, abs=0.01)
-    assert await ledger.find(VenueName.METEORA, order.order_id) is None
+    assert await ledger.find(METEORA, order.order_id) is None
     assert await ledger.count_for(order.order_id) == 1
 
 
@@ -136,7 +138,7 @@ async def test_ledger_records_and_finds_made_together_share_statements(pg_pool: 
         await journal.insert_order(order, first)
         swaps.append(
             SwapResult(
-                venue=VenueName.METEORA,
+                venue=METEORA,
                 order_id=order.order_id,
                 tx_hash=f"batch-tx{i}",
                 amount_in=1,
@@ -149,7 +151,7 @@ async def test_ledger_records_and_finds_made_together_share_statements(pg_pool: 
     recorded = await asyncio.gather(*(ledger.record(w) for w in [*swaps, again]))
     assert [r.tx_hash for r in recorded[:5]] == [w.tx_hash for w in swaps]
     assert recorded[5].tx_hash == recorded[0].tx_hash  # the venue's first swap for the order stands
-    found = await asyncio.gather(*(ledger.find(w.venue, w.order_id) for w in swaps), ledger.find(VenueName.RAYDIUM, swaps[0].order_id))
+    found = await asyncio.gather(*(ledger.find(w.venue, w.order_id) for w in swaps), ledger.find(RAYDIUM, swaps[0].order_id))
     assert [f.tx_hash if f else None for f in found] == [*(w.tx_hash for w in swaps), None]
     assert ledger.batching()["records"].flushes <= 2 and ledger.batching()["finds"].flushes <= 3
 

@@ -33,7 +33,7 @@ import asyncpg
 import psutil
 import pytest
 
-from engine.embedded import free_port, port_open
+from runtime.embedded import free_port, port_open
 from tests.conftest import ROOT, TestStores
 from tests.engine_process import EngineProcess
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.engine_process import EngineProcess
@@ -32,7 +33,18 @@ from tests.reliability.helpers import (
 pytestmark = pytest.mark.slow
 
 CONCURRENCY = 3  # orders queue up, so some run only after a killed actor is back
-ENV = {"OEE_SWAP_LATENCY_MS": "800-1200", "OEE_MAX_CONCURRENT_ORDERS": str(CONCURRENCY)}
+ENV = {
+    "OEE_SWAP_LATENCY_MS": "800-1200",
+    "OEE_MAX_CONCURRENT_ORDERS": str(CONCURRENCY),
+    "OEE_SIM_ADMIN": "true",  # the hub test holds LIMIT orders back until the hub is back, then moves the price
+    "OEE_WATCH_INTERVAL_MS": "50",
+}
+HELD = 3
+"""LIMIT orders whose streams open before the hub is killed and whose price is crossed only once it is
+back (and a second has passed): their execution events are published after the restart however long
+the restart takes on a loaded machine."""
+HELD_LIMIT_USDC_PER_SOL = 1_000.0
+PRICE_MOVE_PCT = 600.0  # SOL/USDC at about 150 -> about 1,050: past the held orders' limit
 # After the hub restart, streams must be live again, not only caught up from PostgreSQL (which a quiet stream does
 # every 5 s, putting the p90 of catch-up-only delivery near 4.5 s). Live delivery is calibrated on the same streams
 # before the kill (the machine may be loaded): the p90 after the restart must stay within twice the p90 before,
@@ -53,8 +65,24 @@ def engine(module_stacks: Stacks) -> Iterator[tuple[Stack, EngineProcess]]:
     yield stack, proc
 
 
+async def _submit_held_limits(url: str) -> list[str]:
+    """LIMIT orders (sell 1 SOL for at least 1,000 USDC) that wait until the test moves the price."""
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.0, "orderType": "LIMIT", "limitPrice": HELD_LIMIT_USDC_PER_SOL}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        answers = [await client.post("/api/orders/execute", json={**body, "slippageBps": 1000}) for _ in range(HELD)]
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    return [str(a.json()["orderId"]) for a in answers]
+
+
+async def _move_sol_usdc(url: str, percent: float) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for venue in ("raydium", "meteora"):
+            moved = await client.post("/api/sim/price", json={"venue": venue, "base": "SOL", "quote": "USDC", "percent": percent})
+            assert moved.status_code == 200, moved.text
+
+
 async def _check_completed_once(db: str, ids: list[str], label: str) -> Any:
-    await wait_terminal(db, ids, timeout_s=60)
+    await wait_terminal(db, ids, timeout_s=180)
     result = await audit(db, ids)
     print(f"{label}: {result.line()}")
     assert not result.problems(), result.problems()
@@ -109,15 +137,23 @@ async def test_quoter_killed_mid_swap(engine: tuple[Stack, EngineProcess], rayto
 async def test_status_hub_killed_streams_resume_in_order(engine: tuple[Stack, EngineProcess], raytool: RayTool) -> None:
     stack, proc = engine
     db = stack.stores.database_url
-    ids, _ = await submit_orders(proc.url, 15, start=200)  # ~5 rounds of 3: most events come after the hub is back
-    followers = [asyncio.create_task(follow_timed(proc.ws_url, i, timeout_s=90)) for i in ids]
-    await wait_status(db, ids, "confirmed", at_least=2, timeout_s=30)  # some live delivery to calibrate on
+    market, _ = await submit_orders(proc.url, 12, start=200)  # rounds of 3: some events come after the hub is back
+    held = await _submit_held_limits(proc.url)
+    ids = market + held
+    followers = [asyncio.create_task(follow_timed(proc.ws_url, i, timeout_s=180)) for i in ids]
+    await wait_status(db, market, "confirmed", at_least=2, timeout_s=120)  # some live delivery to calibrate on
+    await wait_status(db, held, "waiting", at_least=HELD, timeout_s=120)
     kill_ms = time.time() * 1000
     before, after, restart_s = await raytool.kill_and_wait_restart("status_hub")
     back_ms = time.time() * 1000
-    # Only the streams opened before the kill run now: no new subscription wakes the replica up, so what is
-    # measured is the replica noticing the restarted hub on its own.
-    streams = await asyncio.gather(*followers)
+    await asyncio.sleep(1.5)  # past the 1 s after which an event counts as published on the restarted hub
+    await _move_sol_usdc(proc.url, PRICE_MOVE_PCT)  # the held orders fire now
+    try:
+        # Only the streams opened before the kill run now: no new subscription wakes the replica up, so what is
+        # measured is the replica noticing the restarted hub on its own.
+        streams = await asyncio.gather(*followers)
+    finally:
+        await _move_sol_usdc(proc.url, -100 * PRICE_MOVE_PCT / (100 + PRICE_MOVE_PCT))  # back to where it was
     late_ids, _ = await submit_orders(proc.url, 3, start=300)  # then new streams on the restarted hub
     late_streams = await asyncio.gather(*(follow_timed(proc.ws_url, i, timeout_s=90) for i in late_ids))
     everything = ids + late_ids

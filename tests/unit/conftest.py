@@ -17,8 +17,8 @@ from engine.clock import ManualClock
 from engine.errors import DuplicateRequest, SlippageExceeded, StoreUnavailable, TransientVenueError, VenueError
 from engine.intake import NewOrder
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
-from engine.pools import ConstantProductPool, PoolExhausted
-from engine.venue import PoolView
+from venues.simulated import PoolSnapshot
+from venues.simulated.pools import ConstantProductPool, PoolExhausted
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +237,7 @@ class FakeVenue:
       :class:`SlippageExceeded` and swaps nothing, as the real venue does. ``slippage_fails``
       forces that for the next N swaps; ``rate_after_slippage`` is where the price went
       (what the re-quote sees).
-    * ``snapshot`` gives a :class:`PoolView` over a copy of ``pool``, or None without one.
+    * ``snapshot`` gives a :class:`PoolSnapshot` over a copy of ``pool``, or None without one.
     """
 
     name: VenueName
@@ -276,13 +276,13 @@ class FakeVenue:
                 self.in_flight.now -= 1
         if self.fail_quotes > 0:
             self.fail_quotes -= 1
-            raise self.quote_error(self.name.value, "quote timed out (scripted)")
+            raise self.quote_error(self.name, "quote timed out (scripted)")
         spot, impact, liquidity = self.rate, self.price_impact_pct, self.liquidity
         if self.pool is not None:
             try:
                 fill = self.pool.fill(amount, x_to_y=token_in == self.base)
             except PoolExhausted as exc:
-                raise TransientVenueError(self.name.value, str(exc)) from exc
+                raise TransientVenueError(self.name, str(exc)) from exc
             out, spot, impact, liquidity = fill.amount_out, fill.spot_price, fill.price_impact_pct, fill.liquidity_out
         else:
             out = amount * self.rate
@@ -300,11 +300,11 @@ class FakeVenue:
             quoted_at=1_764_000_000_000.0,
         )
 
-    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+    async def snapshot(self, token_in: str, token_out: str) -> PoolSnapshot | None:
         self.snapshots += 1
         if self.pool is None:
             return None
-        return PoolView(copy.deepcopy(self.pool), self.base)
+        return PoolSnapshot(copy.deepcopy(self.pool), self.base)
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
         self.swap_calls += 1
@@ -314,18 +314,18 @@ class FakeVenue:
             return self.ledger[order_id]
         if self.fail_swaps > 0 and not self.swap_lands_then_fails:
             self.fail_swaps -= 1
-            raise TransientVenueError(self.name.value, "transaction send timed out (scripted)")
+            raise TransientVenueError(self.name, "transaction send timed out (scripted)")
         out = quote.amount_out * self.slippage
         if self.slippage_fails > 0 or out < min_amount_out:
             self.slippage_fails = max(0, self.slippage_fails - 1)
             if self.rate_after_slippage is not None:
                 self.rate = self.rate_after_slippage
-            raise SlippageExceeded(self.name.value, f"slippage exceeded: swap would give {out:.6g}, minimum {min_amount_out:.6g}")
+            raise SlippageExceeded(self.name, f"slippage exceeded: swap would give {out:.6g}, minimum {min_amount_out:.6g}")
         self.swaps += 1
         result = SwapResult(
             venue=self.name,
             order_id=order_id,
-            tx_hash=f"tx-{self.name.value}-{self.swaps}",
+            tx_hash=f"tx-{self.name}-{self.swaps}",
             amount_in=quote.amount_in,
             amount_out=out,
             execution_price=out / quote.amount_in,
@@ -334,7 +334,7 @@ class FakeVenue:
         self.ledger[order_id] = result
         if self.fail_swaps > 0:
             self.fail_swaps -= 1
-            raise TransientVenueError(self.name.value, "confirmation lost (scripted)")
+            raise TransientVenueError(self.name, "confirmation lost (scripted)")
         return result
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
@@ -373,7 +373,7 @@ def make_order(
     token_in: str = "SOL",
     token_out: str = "USDC",
     amount: float = 2.0,
-    order_type: OrderType = OrderType.MARKET,
+    order_type: str = OrderType.MARKET,
     *,
     limit_price: float | None = None,
     max_price: float | None = None,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.adapters.redis_store import _BAND_SPAN, Band, band_of, queue_score
+from engine.adapters.redis_store import _BAND_SPAN, queue_score
+from engine.bands import Band
 from engine.models import OrderStatus, OrderType
+from engine.order_types import band_of
 from tests.unit.conftest import make_order
 
 S, T = OrderStatus, OrderType

@@ -11,9 +11,10 @@ from engine.errors import InvalidTransition, NoPoolError
 from engine.execution import OrderRun, OrderWorkflow
 from engine.models import Order, OrderEvent, OrderStatus, SwapResult, VenueName
 from engine.retry import RetryPolicy
+from venues.simulated import METEORA, RAYDIUM
 
 S = OrderStatus
-R, M = VenueName.RAYDIUM, VenueName.METEORA
+R, M = RAYDIUM, METEORA
 OID = "order_1764000000000_0000abcd"
 
 
@@ -56,10 +57,10 @@ async def test_happy_path_routes_to_the_better_venue_and_confirms(
     assert routing.error is None
     assert building.routing_decision is not None
     assert building.routing_decision.venue is better
-    assert better.value in building.routing_decision.reason
+    assert better in building.routing_decision.reason
     assert {q.venue for q in building.routing_decision.quotes} == {R, M}
     swap = venues[better].ledger[OID]
-    assert confirmed.tx_hash == swap.tx_hash == f"tx-{better.value}-1"
+    assert confirmed.tx_hash == swap.tx_hash == f"tx-{better}-1"
     assert confirmed.execution_price == swap.execution_price
     assert confirmed.execution_amount == swap.amount_out == pytest.approx(2.0 * rates[better] * 0.999)
     assert venues[better].swaps == 1
@@ -264,7 +265,7 @@ async def test_resumed_order_whose_swap_landed_is_not_failed_when_requotes_fail(
     final = await make_workflow(venues).run(OID)
 
     assert final is not None
-    assert final.status is S.CONFIRMED, f"order {final.status} with failure_reason={final.failure_reason!r}, but swap {R.value} landed"
+    assert final.status is S.CONFIRMED, f"order {final.status} with failure_reason={final.failure_reason!r}, but swap {R} landed"
     assert final.tx_hash == "5eXiStInGtXhAsH"
 
 

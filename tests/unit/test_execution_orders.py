@@ -6,14 +6,16 @@ import random
 
 import pytest
 
-from engine.adapters.redis_store import Band, band_of
+from engine.bands import Band
 from engine.execution import OrderWorkflow
 from engine.models import DexQuote, OrderEvent, OrderStatus, OrderType, RouteLeg, RoutingDecision, SwapResult, VenueName
-from engine.pools import ConstantProductPool
+from engine.order_types import band_of
 from tests.unit.test_routing import quote
+from venues.simulated import METEORA, RAYDIUM
+from venues.simulated.pools import ConstantProductPool
 
 S, T = OrderStatus, OrderType
-R, M = VenueName.RAYDIUM, VenueName.METEORA
+R, M = RAYDIUM, METEORA
 OID = "order_1764000000000_0000abcd"
 TRIGGERED_AT = 1_764_000_000_500.0
 
@@ -455,7 +457,7 @@ async def test_a_resumed_split_order_with_both_legs_landed_swaps_nothing(fakes, 
         venues[leg.venue].ledger[OID] = SwapResult(
             venue=leg.venue,
             order_id=OID,
-            tx_hash=f"landed-{leg.venue.value}",
+            tx_hash=f"landed-{leg.venue}",
             amount_in=leg.amount_in,
             amount_out=leg.amount_out,
             execution_price=leg.amount_out / leg.amount_in,

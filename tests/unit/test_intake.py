@@ -7,16 +7,27 @@ from typing import Any
 
 import pytest
 
+from api.errors import STATUS_OF
 from engine.errors import DuplicateRequest
 from engine.ids import parse_order_id
-from engine.intake import Accepted, NewOrder, OrderIntake, Rejection, new_order, parse_order, request_fingerprint
+from engine.intake import Accepted, NewOrder, OrderIntake, Rejection, new_order, request_fingerprint
+from engine.intake import parse_order as parse_against
 from engine.models import OrderRequest, OrderStatus, OrderType
 from engine.tokens import BY_SYMBOL
+from venues.simulated.market import catalogue_pairs
 
 NOW_MS = 1_764_000_000_000.0
 SOL_MINT = BY_SYMBOL["SOL"].mint
 USDC_MINT = BY_SYMBOL["USDC"].mint
 UNLISTED_MINT = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU"
+TRADABLE = catalogue_pairs()
+
+
+def parse_order(
+    body: bytes, now_ms: float | None = None, extra_pairs: frozenset[tuple[str, str]] = frozenset()
+) -> OrderRequest | Rejection:
+    """The intake's parser against the simulated venues' pairs (plus ``extra_pairs``, listed since)."""
+    return parse_against(body, now_ms, TRADABLE | extra_pairs)
 
 
 def body(**fields: Any) -> bytes:
@@ -68,7 +79,7 @@ def test_extra_fields_are_dropped() -> None:
 def test_malformed_json_is_refused(raw: bytes) -> None:
     rejection = parse_order(raw)
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Invalid JSON")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Invalid JSON")
     assert rejection.message.startswith("the body is not valid JSON")
 
 
@@ -76,7 +87,7 @@ def test_malformed_json_is_refused(raw: bytes) -> None:
 def test_non_finite_literals_are_not_json(literal: str) -> None:
     rejection = parse_order(b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": ' + literal.encode() + b"}")
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Invalid JSON")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Invalid JSON")
     assert f"{literal} is not valid JSON" in rejection.message
 
 
@@ -84,7 +95,7 @@ def test_non_finite_literals_are_not_json(literal: str) -> None:
 def test_non_object_json_is_refused(raw: bytes) -> None:
     rejection = parse_order(raw)
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Validation failed")
     assert rejection.details == [{"path": [], "message": "must be a JSON object", "code": "object_type"}]
 
 
@@ -128,7 +139,7 @@ def test_non_object_json_is_refused(raw: bytes) -> None:
 def test_invalid_fields_give_one_detail_per_problem(raw: bytes, problems: list[tuple[list[str], str]]) -> None:
     rejection = parse_order(raw)
     assert isinstance(rejection, Rejection), rejection
-    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Validation failed")
     assert rejection.message == f"{len(problems)} problem(s) in the order"
     assert len(rejection.details) == len(problems)
     for detail in rejection.details:
@@ -171,7 +182,7 @@ def test_limit_and_sniper_orders_are_accepted(
 def test_limit_order_needs_a_limit_price_reported_at_that_field() -> None:
     rejection = parse_order(body(orderType="LIMIT"), NOW_MS)
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Validation failed")
     assert [(d["path"], d["code"]) for d in rejection.details] == [(["limitPrice"], "limit_price_required")]
     assert "limitPrice" in rejection.details[0]["message"]
 
@@ -199,7 +210,7 @@ def test_invalid_limit_sniper_fields(raw: bytes, problems: list[tuple[list[str],
 def test_expiry_must_be_in_the_future(expires_at: int) -> None:
     rejection = parse_order(body(orderType="LIMIT", limitPrice=160, expiresAt=expires_at), NOW_MS)
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Validation failed")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Validation failed")
     assert rejection.details == [{"path": ["expiresAt"], "message": rejection.message, "code": "in_the_past"}]
 
 
@@ -219,7 +230,7 @@ def test_sniper_may_name_a_pair_no_venue_trades_yet() -> None:
 def test_other_orders_on_an_unlisted_pair_are_refused(order_type: dict[str, Any]) -> None:
     rejection = parse_order(body(tokenIn="SOL", tokenOut=UNLISTED_MINT, **order_type), NOW_MS)
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Unsupported pair")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Unsupported pair")
 
 
 def test_a_pair_listed_at_runtime_is_tradable() -> None:
@@ -262,7 +273,7 @@ def test_new_order_keeps_only_the_fields_of_its_type(
 def test_unsupported_pair_names_the_pair(token_in: str, token_out: str, pair: str) -> None:
     rejection = parse_order(body(tokenIn=token_in, tokenOut=token_out))
     assert isinstance(rejection, Rejection)
-    assert (rejection.status, rejection.error) == (400, "Unsupported pair")
+    assert (STATUS_OF[rejection.kind], rejection.error) == (400, "Unsupported pair")
     assert rejection.message == f"no venue trades the pair {pair}"
     assert rejection.details == [{"path": ["tokenIn"], "message": rejection.message, "code": "unsupported_pair"}]
 
@@ -317,7 +328,7 @@ async def test_submit_with_the_journal_down_is_503_and_queues_nothing(journal, q
     journal.fail(1, on=("insert_orders",))
     outcome = await OrderIntake(journal, queue).submit(request_, NOW_MS)
     assert isinstance(outcome, Rejection)
-    assert (outcome.status, outcome.error) == (503, "Service unavailable")
+    assert (STATUS_OF[outcome.kind], outcome.error) == (503, "Service unavailable")
     assert "postgres is unavailable" in outcome.message
     assert queue.accepted == []
     assert journal.orders == {}
@@ -327,7 +338,7 @@ async def test_submit_with_the_queue_down_is_503_and_undoes_the_insert(fakes, jo
     queue = fakes.Queue(failing=True)
     outcome = await OrderIntake(journal, queue).submit(request_, NOW_MS, idempotency_key="key-1")
     assert isinstance(outcome, Rejection)
-    assert (outcome.status, outcome.error) == (503, "Service unavailable")
+    assert (STATUS_OF[outcome.kind], outcome.error) == (503, "Service unavailable")
     assert "redis is unavailable" in outcome.message
     assert len(journal.deleted) == 1
     assert journal.orders == {}
@@ -340,7 +351,7 @@ async def test_submit_when_the_compensation_also_fails_is_still_503(fakes, journ
     journal.fail(1, on=("delete_orders",))
     outcome = await OrderIntake(journal, queue).submit(request_, NOW_MS)
     assert isinstance(outcome, Rejection)
-    assert outcome.status == 503
+    assert STATUS_OF[outcome.kind] == 503
     assert journal.calls == ["insert_orders", "delete_orders"]
 
 
@@ -362,7 +373,7 @@ async def test_same_idempotency_key_with_another_body_is_422(journal, queue, req
     clash = await intake.submit(other, NOW_MS, idempotency_key="key-1")
     assert isinstance(first, Accepted)
     assert isinstance(clash, Rejection)
-    assert (clash.status, clash.error) == (422, "Idempotency key reused")
+    assert (STATUS_OF[clash.kind], clash.error) == (422, "Idempotency key reused")
     assert len(queue.accepted) == 1
 
 
@@ -383,7 +394,7 @@ async def test_duplicate_request_from_the_journal(queue, request_, stored_hash_m
         assert outcome == Accepted("order_1763999999999_0badc0de", replayed=True)
     else:
         assert isinstance(outcome, Rejection)
-        assert outcome.status == expected
+        assert STATUS_OF[outcome.kind] == expected
     assert queue.accepted == []
 
 

@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from engine.ids import ORDER_ID_PATTERN, new_order_id, parse_order_id
-from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, VenueName, iso_ms
+from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, iso_ms
 from engine.retry import RetryPolicy
 from engine.settings import Settings
-from engine.venue import VenueTiming
+from venues.simulated import METEORA, VenueTiming, venue_timing
 
 S = OrderStatus
 NOW_MS = 1_764_000_000_000
@@ -88,7 +88,7 @@ def pending() -> Order:
 
 def decision() -> RoutingDecision:
     q = DexQuote(
-        venue=VenueName.METEORA,
+        venue=METEORA,
         token_in="SOL",
         token_out="USDC",
         amount_in=2.0,
@@ -100,7 +100,7 @@ def decision() -> RoutingDecision:
         liquidity=1e6,
         quoted_at=float(NOW_MS),
     )
-    return RoutingDecision(venue=VenueName.METEORA, reason="meteora gives more", quotes=[q])
+    return RoutingDecision(venue=METEORA, reason="meteora gives more", quotes=[q])
 
 
 def event(seq: int, status: OrderStatus, at_ms: float = NOW_MS, **fields) -> OrderEvent:
@@ -251,7 +251,7 @@ def test_swap_latency_parses(clean_env: pytest.MonkeyPatch, raw: str, expected: 
     clean_env.setenv("OEE_SWAP_LATENCY_MS", raw)
     settings = Settings()
     assert settings.swap_latency_ms == expected
-    assert settings.venue_timing().swap_latency_s == (expected[0] / 1000, expected[1] / 1000)
+    assert venue_timing(settings).swap_latency_s == (expected[0] / 1000, expected[1] / 1000)
 
 
 @pytest.mark.parametrize("raw", ["30-10", "abc", "10-x", "-5", "10-20-30", ""])
@@ -264,7 +264,7 @@ def test_swap_latency_refuses_bad_ranges(clean_env: pytest.MonkeyPatch, raw: str
 def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.swap_latency_ms == (2000.0, 3000.0)
-    assert settings.venue_timing() == VenueTiming(quote_latency_s=0.2, swap_latency_s=(2.0, 3.0), fault_rate=0.0)
+    assert venue_timing(settings) == VenueTiming(quote_latency_s=0.2, swap_latency_s=(2.0, 3.0), fault_rate=0.0)
     assert settings.retry_policy() == RetryPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=8.0, jitter=0.1)
     # per-request and Ray-wide metrics cost CPU on every request: off unless asked for
     assert (settings.access_log, settings.request_metrics, settings.ray_metrics) == (False, False, False)
@@ -280,8 +280,8 @@ def test_environment_drives_the_retry_policy_and_timing(clean_env: pytest.Monkey
     settings = Settings()
     assert settings.retry_policy().max_attempts == 5
     assert settings.retry_policy().base_delay_s == 0.25
-    assert settings.venue_timing().quote_latency_s == 0.0
-    assert settings.venue_timing().fault_rate == 0.25
+    assert venue_timing(settings).quote_latency_s == 0.0
+    assert venue_timing(settings).fault_rate == 0.25
 
 
 @pytest.mark.parametrize(("name", "value"), [("OEE_FAULT_RATE", "1.5"), ("OEE_MAX_ATTEMPTS", "0"), ("OEE_PORT", "70000")])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.pools import BinnedPool, ConstantProductPool, PoolExhausted
+from venues.simulated.pools import BinnedPool, ConstantProductPool, PoolExhausted
 
 PROPS = settings(deadline=None, max_examples=60, database=None)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from actors.subscriptions import ReplicaSubscriptions, is_whole
+from api.subscriptions import Item, ReplicaSubscriptions
+from engine.trail import Signal, is_whole
 
 
 def event(seq: int, status: str, order_id: str = "o1", **extra: Any) -> dict[str, Any]:
@@ -60,10 +61,12 @@ async def hub_and_subs() -> AsyncIterator[tuple[FakeHub, ReplicaSubscriptions]]:
     await subs.stop()
 
 
-def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[int]:
+def drain(queue: asyncio.Queue[Item]) -> list[int]:
     seqs = []
     while not queue.empty():
-        seqs.append(queue.get_nowait()["seq"])
+        item = queue.get_nowait()
+        assert isinstance(item, dict), item
+        seqs.append(item["seq"])
     return seqs
 
 
@@ -121,7 +124,7 @@ async def test_a_catch_up_forgets_every_trail(hub_and_subs: tuple[FakeHub, Repli
     queue, _ = await subs.open("o1")
     subs.remember("o1", [event(1, "pending"), event(2, "routing")])
     subs._catch_up()  # what a hub outage or restart triggers: events may have been lost
-    assert queue.get_nowait()["type"] == "catch-up"
+    assert queue.get_nowait() is Signal.CATCH_UP
     await subs.open("o1")
     assert len(hub.subscribe_calls) == 2
 

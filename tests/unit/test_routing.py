@@ -10,13 +10,13 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.errors import InsufficientLiquidity, NoPoolError, NoRouteError, TransientVenueError, VenueError
-from engine.market import CATALOGUE, pair_key, venues_trading
 from engine.models import DexQuote, RoutingDecision, VenueName
 from engine.routing import choose_route
 from engine.split import Output
-from engine.venue import InMemoryLedger, SimulatedVenue, VenueTiming
+from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, SimulatedVenue, VenueTiming
+from venues.simulated.market import CATALOGUE, pair_key, venues_trading
 
-R, M = VenueName.RAYDIUM, VenueName.METEORA
+R, M = RAYDIUM, METEORA
 
 
 def quote(venue: VenueName, amount_out: float, liquidity: float = 1e6, impact: float = 0.1, amount_in: float = 1.0) -> DexQuote:
@@ -38,7 +38,7 @@ def quote(venue: VenueName, amount_out: float, liquidity: float = 1e6, impact: f
 def outcomes_in(order: str, **by_venue: DexQuote | VenueError) -> dict[VenueName, DexQuote | VenueError]:
     """A dict with the venues inserted in the given order ("rm" or "mr")."""
     names = {"r": R, "m": M}
-    return {names[c]: by_venue[names[c].value] for c in order}
+    return {names[c]: by_venue[names[c]] for c in order}
 
 
 # --------------------------------------------------------------------------- best output wins
@@ -47,26 +47,24 @@ def outcomes_in(order: str, **by_venue: DexQuote | VenueError) -> dict[VenueName
 @pytest.mark.parametrize("order", ["rm", "mr"])
 @pytest.mark.parametrize(("winner", "loser"), [(R, M), (M, R)])
 def test_higher_net_output_wins_whichever_venue(order: str, winner: VenueName, loser: VenueName) -> None:
-    outcomes = outcomes_in(order, **{winner.value: quote(winner, 151.0, liquidity=1e3), loser.value: quote(loser, 150.0, liquidity=1e9)})
+    outcomes = outcomes_in(order, **{winner: quote(winner, 151.0, liquidity=1e3), loser: quote(loser, 150.0, liquidity=1e9)})
     decision = choose_route(outcomes)
     assert decision.venue is winner
     assert decision.rejected == {}
     assert {q.venue for q in decision.quotes} == {R, M}
-    assert winner.value in decision.reason and loser.value in decision.reason
-    assert decision.reason.startswith(f"{winner.value} gives 151 USDC vs {loser.value} 150")
+    assert winner in decision.reason and loser in decision.reason
+    assert decision.reason.startswith(f"{winner} gives 151 USDC vs {loser} 150")
     assert "+0.667% net of fees" in decision.reason
 
 
 @pytest.mark.parametrize("order", ["rm", "mr"])
 @pytest.mark.parametrize(("deeper", "shallower"), [(R, M), (M, R)])
 def test_tie_in_amount_out_goes_to_the_deeper_pool(order: str, deeper: VenueName, shallower: VenueName) -> None:
-    outcomes = outcomes_in(
-        order, **{deeper.value: quote(deeper, 150.0, liquidity=2e6), shallower.value: quote(shallower, 150.0, liquidity=1e6)}
-    )
+    outcomes = outcomes_in(order, **{deeper: quote(deeper, 150.0, liquidity=2e6), shallower: quote(shallower, 150.0, liquidity=1e6)})
     decision = choose_route(outcomes)
     assert decision.venue is deeper
     assert decision.reason.startswith("tie at 150 USDC")
-    assert f"{deeper.value} has deeper liquidity" in decision.reason
+    assert f"{deeper} has deeper liquidity" in decision.reason
     assert "2e+06 vs 1e+06" in decision.reason
 
 
@@ -86,15 +84,15 @@ def test_outputs_within_relative_1e_9_count_as_a_tie(order: str) -> None:
 @pytest.mark.parametrize(("failing", "working"), [(R, M), (M, R)])
 def test_one_venue_erroring_routes_to_the_other(error_type: type[VenueError], failing: VenueName, working: VenueName) -> None:
     outcomes: dict[VenueName, DexQuote | VenueError] = {
-        failing: error_type(failing.value, "boom at the venue"),
+        failing: error_type(failing, "boom at the venue"),
         working: quote(working, 100.0),
     }
     decision = choose_route(outcomes)
     assert decision.venue is working
-    assert decision.rejected == {failing.value: "boom at the venue"}
+    assert decision.rejected == {failing: "boom at the venue"}
     assert [q.venue for q in decision.quotes] == [working]
-    assert decision.reason.startswith(f"only {working.value} quoted (100 USDC)")
-    assert f"{failing.value}: boom at the venue" in decision.reason
+    assert decision.reason.startswith(f"only {working} quoted (100 USDC)")
+    assert f"{failing}: boom at the venue" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -130,7 +128,7 @@ def test_quote_above_the_impact_limit_is_rejected_even_if_it_pays_more(high: Ven
     outcomes = {high: quote(high, 500.0, impact=31.0), low: quote(low, 100.0, impact=1.0)}
     decision = choose_route(outcomes, max_price_impact_pct=30.0)
     assert decision.venue is low
-    assert decision.rejected == {high.value: "price impact 31.00% exceeds 30%"}
+    assert decision.rejected == {high: "price impact 31.00% exceeds 30%"}
 
 
 def test_quote_exactly_at_the_impact_limit_is_accepted() -> None:
@@ -195,7 +193,7 @@ async def test_simulated_quotes_route_to_the_max_amount_out(token_in: str, token
     assert decision.venue is best.venue
     other = next(q for q in quotes.values() if q is not best)
     assert best.amount_out > other.amount_out
-    assert decision.reason.startswith(f"{best.venue.value} gives")
+    assert decision.reason.startswith(f"{best.venue} gives")
 
 
 @pytest.mark.parametrize(("token_in", "token_out"), [("SOL", "USDC"), ("USDC", "SOL")])
@@ -291,7 +289,7 @@ async def test_a_large_order_is_split_across_both_venues() -> None:
     assert decision.legs[0].amount_in >= decision.legs[1].amount_in
     assert decision.venue is decision.legs[0].venue
     assert "split" in decision.reason
-    assert f"{decision.legs[0].percent:.1f}% {decision.legs[0].venue.value}" in decision.reason
+    assert f"{decision.legs[0].percent:.1f}% {decision.legs[0].venue}" in decision.reason
     assert decision.min_amount_out == pytest.approx(decision.amount_out * (1 - 50 / 10_000))
     assert 0.0 < decision.price_impact_pct < 100.0
 

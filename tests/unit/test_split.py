@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.market import CATALOGUE, build_pool
 from engine.models import VenueName
-from engine.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
 from engine.split import Output, Split, best_split, evaluate
+from venues.simulated import METEORA, RAYDIUM
+from venues.simulated.market import CATALOGUE, build_pool
+from venues.simulated.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
 
 PROPS = settings(deadline=None, max_examples=60, database=None)
 GRID = 10_000  # shares 0, 1/GRID, ..., 1: 10,001 points
@@ -40,8 +41,8 @@ def brute_force(a: Output, b: Output, amount: float) -> Split:
 
 # Real pools: Raydium's constant product and Meteora's binned pool for SOL/USDC (seed 7),
 # two constant-product pools a few percent apart, and two binned pools of different steps.
-RAYDIUM_SOL_USDC = spec(VenueName.RAYDIUM, "SOL", "USDC")
-METEORA_SOL_USDC = spec(VenueName.METEORA, "SOL", "USDC")
+RAYDIUM_SOL_USDC = spec(RAYDIUM, "SOL", "USDC")
+METEORA_SOL_USDC = spec(METEORA, "SOL", "USDC")
 
 
 def cp_and_binned(x_to_y: bool) -> tuple[Output, Output]:

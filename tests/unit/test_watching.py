@@ -9,17 +9,17 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.models import Order, OrderStatus, OrderType, VenueName
-from engine.pools import BinnedPool, ConstantProductPool, Fill, Pool
-from engine.venue import InMemoryLedger, PoolView, SimulatedVenue, VenueTiming
 from engine.watching import Verdict, Watch, best_output, decide
+from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, PoolSnapshot, SimulatedVenue, VenueTiming
+from venues.simulated.pools import BinnedPool, ConstantProductPool, Fill, Pool
 
-R, M = VenueName.RAYDIUM, VenueName.METEORA
+R, M = RAYDIUM, METEORA
 NOW = 1_764_000_000_000.0
 AMOUNT = 2.0
 
 
-def cp_view(price: float = 150.0, base: str = "SOL") -> PoolView:
-    return PoolView(ConstantProductPool(reserve_x=10_000.0, reserve_y=10_000.0 * price), base)
+def cp_view(price: float = 150.0, base: str = "SOL") -> PoolSnapshot:
+    return PoolSnapshot(ConstantProductPool(reserve_x=10_000.0, reserve_y=10_000.0 * price), base)
 
 
 def limit(limit_price: float, expires_at: float | None = None, amount: float = AMOUNT) -> Watch:
@@ -30,7 +30,7 @@ def sniper(max_price: float | None = None, expires_at: float | None = None, toke
     return Watch("order_2", OrderType.SNIPER, token_in, token_out, AMOUNT, max_price=max_price, expires_at=expires_at)
 
 
-def net_price(views: dict[VenueName, PoolView | None]) -> float:
+def net_price(views: dict[VenueName, PoolSnapshot | None]) -> float:
     """The best net price (tokenOut per tokenIn) for AMOUNT SOL, as the watcher computes it."""
     return max(v.output("SOL", AMOUNT) for v in views.values() if v is not None) / AMOUNT
 
@@ -40,13 +40,13 @@ def net_price(views: dict[VenueName, PoolView | None]) -> float:
 
 @pytest.mark.parametrize(("offset", "verdict"), [(-0.01, Verdict.TRIGGER), (0.0, Verdict.TRIGGER), (0.01, Verdict.WAIT)])
 def test_limit_triggers_at_or_above_its_price(offset: float, verdict: Verdict) -> None:
-    views: dict[VenueName, PoolView | None] = {R: cp_view(150.0), M: cp_view(148.0)}
+    views: dict[VenueName, PoolSnapshot | None] = {R: cp_view(150.0), M: cp_view(148.0)}
     price = net_price(views)
     assert decide(limit(price + offset), views, NOW) is verdict
 
 
 def test_limit_uses_the_best_venue_net_of_fees() -> None:
-    views: dict[VenueName, PoolView] = {R: cp_view(150.0), M: cp_view(153.0)}
+    views: dict[VenueName, PoolSnapshot] = {R: cp_view(150.0), M: cp_view(153.0)}
     best = views[M].output("SOL", AMOUNT) / AMOUNT
     assert best < 153.0  # net of the fee and the impact, not the spot price
     assert decide(limit(best), views, NOW) is Verdict.TRIGGER
@@ -55,7 +55,7 @@ def test_limit_uses_the_best_venue_net_of_fees() -> None:
 
 
 def test_limit_in_the_other_direction_reads_the_pool_the_other_way() -> None:
-    views: dict[VenueName, PoolView] = {R: cp_view(150.0)}
+    views: dict[VenueName, PoolSnapshot] = {R: cp_view(150.0)}
     watch = Watch("order_3", OrderType.LIMIT, "USDC", "SOL", 300.0, limit_price=1 / 151)
     assert views[R].output("USDC", 300.0) / 300.0 < 1 / 150
     assert decide(watch, views, NOW) is Verdict.TRIGGER
@@ -65,13 +65,13 @@ def test_limit_in_the_other_direction_reads_the_pool_the_other_way() -> None:
 @pytest.mark.parametrize("expires_at", [NOW, NOW - 1])
 @pytest.mark.parametrize("price", [1.0, 1e6], ids=["would-trigger", "would-wait"])
 def test_expiry_is_checked_first(expires_at: float, price: float) -> None:
-    views: dict[VenueName, PoolView | None] = {R: cp_view()}
+    views: dict[VenueName, PoolSnapshot | None] = {R: cp_view()}
     assert decide(limit(price, expires_at=expires_at), views, NOW) is Verdict.EXPIRE
     assert decide(sniper(expires_at=expires_at), {}, NOW) is Verdict.EXPIRE
 
 
 def test_not_yet_expired_is_decided_on_price() -> None:
-    views: dict[VenueName, PoolView | None] = {R: cp_view()}
+    views: dict[VenueName, PoolSnapshot | None] = {R: cp_view()}
     assert decide(limit(1.0, expires_at=NOW + 1), views, NOW) is Verdict.TRIGGER
     assert decide(limit(1e6, expires_at=NOW + 1), views, NOW) is Verdict.WAIT
 
@@ -87,14 +87,14 @@ def test_limit_without_any_pool_waits() -> None:
 def test_sniper_waits_for_a_pool_then_triggers_when_one_appears() -> None:
     watch = sniper()
     assert decide(watch, {R: None, M: None}, NOW) is Verdict.WAIT
-    listed: dict[VenueName, PoolView | None] = {R: None, M: PoolView(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
+    listed: dict[VenueName, PoolSnapshot | None] = {R: None, M: PoolSnapshot(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
     assert decide(watch, listed, NOW) is Verdict.TRIGGER
 
 
 @pytest.mark.parametrize(("factor", "verdict"), [(1.01, Verdict.TRIGGER), (1.0, Verdict.TRIGGER), (0.99, Verdict.WAIT)])
 def test_sniper_respects_its_price_cap(factor: float, verdict: Verdict) -> None:
     """max_price is tokenIn paid per tokenOut: SOL per NEW, with the fee and impact included."""
-    views: dict[VenueName, PoolView] = {R: PoolView(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
+    views: dict[VenueName, PoolSnapshot] = {R: PoolSnapshot(ConstantProductPool(reserve_x=1e9, reserve_y=1_000.0), "NEW")}
     out = views[R].output("SOL", AMOUNT)
     paid_per_token = AMOUNT / out
     assert decide(sniper(max_price=paid_per_token * factor), views, NOW) is verdict
@@ -118,12 +118,12 @@ async def test_sniper_fires_on_a_pool_listed_at_a_real_venue() -> None:
 # --------------------------------------------------------------------------- exhaustion
 
 
-def shallow_binned(price: float = 150.0) -> PoolView:
-    return PoolView(BinnedPool.uniform(price, 1_000.0, 10.0, 5), "SOL")  # about 3.3 SOL worth of USDC below spot
+def shallow_binned(price: float = 150.0) -> PoolSnapshot:
+    return PoolSnapshot(BinnedPool.uniform(price, 1_000.0, 10.0, 5), "SOL")  # about 3.3 SOL worth of USDC below spot
 
 
 def test_a_pool_too_shallow_for_the_amount_waits() -> None:
-    views: dict[VenueName, PoolView | None] = {M: shallow_binned()}
+    views: dict[VenueName, PoolSnapshot | None] = {M: shallow_binned()}
     assert best_output(limit(1.0, amount=50.0), views) == float("-inf")
     assert decide(limit(1.0, amount=50.0), views, NOW) is Verdict.WAIT
     assert decide(Watch("s", OrderType.SNIPER, "SOL", "USDC", 50.0), views, NOW) is Verdict.WAIT
@@ -131,7 +131,7 @@ def test_a_pool_too_shallow_for_the_amount_waits() -> None:
 
 
 def test_an_exhausted_venue_does_not_hide_one_that_can_fill() -> None:
-    views: dict[VenueName, PoolView | None] = {M: shallow_binned(), R: cp_view(150.0)}
+    views: dict[VenueName, PoolSnapshot | None] = {M: shallow_binned(), R: cp_view(150.0)}
     assert decide(limit(100.0, amount=50.0), views, NOW) is Verdict.TRIGGER
 
 
@@ -189,7 +189,7 @@ async def test_a_thousand_watches_are_decided_from_one_snapshot_per_venue() -> N
     venues = {name: SimulatedVenue(name, clock, random.Random(1), InMemoryLedger(), timing=timing) for name in (R, M)}
     snapshots = {name: await v.snapshot("SOL", "USDC") for name, v in venues.items()}
     counting = {name: CountingPool(view.pool) for name, view in snapshots.items() if view is not None}
-    views: dict[VenueName, PoolView | None] = {name: PoolView(pool, "SOL") for name, pool in counting.items()}
+    views: dict[VenueName, PoolSnapshot | None] = {name: PoolSnapshot(pool, "SOL") for name, pool in counting.items()}
     price = max(view.output("SOL", AMOUNT) for view in views.values() if view is not None) / AMOUNT
     for pool in counting.values():
         pool.fills = 0

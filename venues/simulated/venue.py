@@ -1,11 +1,6 @@
-"""The venue port and the simulated venue behind it.
-
-:class:`Venue` is what the engine needs from a DEX: a quote, a swap, and a way to
-ask whether a swap for an order already exists (a real adapter would look up the
-transaction signature on chain). :class:`SimulatedVenue` implements it over the
-pools of :mod:`engine.pools`, with configurable latency and transient faults, and
-records every swap in a :class:`SwapLedger` that outlives the engine process.
-"""
+"""A simulated venue: pools from :mod:`venues.simulated.pools` behind the venue port (:mod:`venues.port`),
+with configurable latency and transient faults, recording every swap in a :class:`SwapLedger` that
+outlives the engine process (the simulated chain)."""
 
 from __future__ import annotations
 
@@ -16,13 +11,24 @@ import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from engine.clock import Clock
 from engine.errors import InsufficientLiquidity, NoPoolError, SlippageExceeded, TransientVenueError
-from engine.market import DLMM_BINS_EACH_SIDE, PoolSpec, build_pool, pair_key, pools_for, reference_price
 from engine.models import DexQuote, SwapResult, VenueName
-from engine.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
+from engine.settings import Settings
+from venues.simulated.ledger import SwapLedger
+from venues.simulated.market import (
+    DLMM_BINS_EACH_SIDE,
+    PROFILES,
+    Model,
+    PoolSpec,
+    Profile,
+    build_pool,
+    pair_key,
+    pools_for,
+    reference_price,
+)
+from venues.simulated.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -38,8 +44,8 @@ def b58encode(raw: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolView:
-    """A copy of a pool's state (as a real engine reads a pool account) to price any amount locally."""
+class PoolSnapshot:
+    """A copy of a pool's state; implements :class:`venues.port.PoolView`."""
 
     pool: Pool
     base: str
@@ -47,41 +53,6 @@ class PoolView:
     def output(self, token_in: str, amount: float) -> float:
         """What ``amount`` of ``token_in`` would give now; raises ``PoolExhausted`` past the depth."""
         return self.pool.fill(amount, x_to_y=token_in == self.base).amount_out
-
-
-class Venue(Protocol):
-    name: VenueName
-
-    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote: ...
-
-    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
-        """The pool's state for the pair, or None if the venue lists no pool for it."""
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        """Swap ``quote.amount_in``; raise :class:`SlippageExceeded` (swapping nothing) if it would give
-        less than ``min_amount_out``."""
-
-    async def find_swap(self, order_id: str) -> SwapResult | None: ...
-
-
-class SwapLedger(Protocol):
-    """Where a venue records the swaps it made: the simulated chain."""
-
-    async def record(self, swap: SwapResult) -> SwapResult:
-        """Store ``swap``; if one exists for (venue, order) already, keep and return that one."""
-
-    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None: ...
-
-
-class InMemoryLedger:
-    def __init__(self) -> None:
-        self.swaps: dict[tuple[VenueName, str], SwapResult] = {}
-
-    async def record(self, swap: SwapResult) -> SwapResult:
-        return self.swaps.setdefault((swap.venue, swap.order_id), swap)
-
-    async def find(self, venue: VenueName, order_id: str) -> SwapResult | None:
-        return self.swaps.get((venue, order_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +71,7 @@ class Drift:
     reversion_per_s: float = 1 / 20
     stationary_std: float = 0.002
     """0.2% around the reference: over a 2-3 s swap the price moves ~0.1% (1 sigma), well inside the
-    default 50 bps slippage, as SOL/USDC does on a calm minute. 0.5% failed ~5% of orders on slippage."""
+    default 50 bps slippage, as SOL/USDC does on a calm minute."""
 
 
 @dataclass(slots=True)
@@ -111,8 +82,19 @@ class _LivePool:
     updated_at: float
 
 
+def venue_timing(settings: Settings) -> VenueTiming:
+    return VenueTiming(
+        quote_latency_s=settings.quote_latency_ms / 1000,
+        swap_latency_s=(settings.swap_latency_ms[0] / 1000, settings.swap_latency_ms[1] / 1000),
+        fault_rate=settings.fault_rate,
+    )
+
+
 @dataclass
 class SimulatedVenue:
+    """A venue over simulated pools; implements :class:`venues.port.Venue`. Its pools are those the
+    catalogue lists for its name, priced the way its :class:`Profile` says."""
+
     name: VenueName
     clock: Clock
     rng: random.Random
@@ -120,6 +102,8 @@ class SimulatedVenue:
     timing: VenueTiming = field(default_factory=VenueTiming)
     drift: Drift = field(default_factory=Drift)
     seed: int = 7
+    profile: Profile | None = None
+    """Default: the built-in profile of its name."""
     signatures: Callable[[], bytes] = field(default=lambda: secrets.token_bytes(64))
     """Source of transaction signatures. Not the seeded rng: a restarted venue would repeat them."""
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
@@ -127,6 +111,8 @@ class SimulatedVenue:
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
 
     def __post_init__(self) -> None:
+        if self.profile is None:
+            self.profile = PROFILES[self.name]
         now = self.clock.now()
         for spec in pools_for(self.name):
             live = _LivePool(spec, build_pool(spec, self.seed), reference_price(spec, self.seed), now)
@@ -135,7 +121,7 @@ class SimulatedVenue:
     def _pool(self, token_in: str, token_out: str) -> _LivePool:
         live = self._pools.get(pair_key(token_in, token_out))
         if live is None:
-            raise NoPoolError(self.name.value, f"no pool for {token_in}/{token_out}")
+            raise NoPoolError(self.name, f"no pool for {token_in}/{token_out}")
         self._advance(live)
         return live
 
@@ -155,7 +141,7 @@ class SimulatedVenue:
 
     def _maybe_fault(self, what: str) -> None:
         if self.timing.fault_rate > 0 and self.rng.random() < self.timing.fault_rate:
-            raise TransientVenueError(self.name.value, f"{what} timed out (simulated RPC fault)")
+            raise TransientVenueError(self.name, f"{what} timed out (simulated RPC fault)")
 
     def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
         """List a new pool (simulation admin: a token launch). Replaces an existing one for the pair."""
@@ -164,7 +150,8 @@ class SimulatedVenue:
         price = reserve_quote / reserve_base
         spec = PoolSpec(self.name, base, quote, depth_usd=0.0)
         pool: Pool
-        if self.name is VenueName.RAYDIUM:
+        assert self.profile is not None
+        if self.profile.model is Model.CONSTANT_PRODUCT:
             pool = ConstantProductPool(reserve_x=reserve_base, reserve_y=reserve_quote, fee_bps=25.0)
         else:
             pool = BinnedPool.uniform(price, 2 * reserve_quote, 25.0, DLMM_BINS_EACH_SIDE)
@@ -178,14 +165,21 @@ class SimulatedVenue:
         live.reference = target
         return live.pool.spot()
 
-    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+    async def pairs(self) -> frozenset[tuple[str, str]]:
+        specs = [live.spec for live in self._pools.values()]
+        return frozenset((a, b) for spec in specs for a, b in ((spec.base, spec.quote), (spec.quote, spec.base)))
+
+    async def close(self) -> None:
+        await self.ledger.close()
+
+    async def snapshot(self, token_in: str, token_out: str) -> PoolSnapshot | None:
         self.calls["snapshot"] += 1
         await self.clock.sleep(self.timing.quote_latency_s)
         live = self._pools.get(pair_key(token_in, token_out))
         if live is None:
             return None
         self._advance(live)
-        return PoolView(live.pool.copy(), live.spec.base)
+        return PoolSnapshot(live.pool.copy(), live.spec.base)
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
         self.calls["quote"] += 1
@@ -195,7 +189,7 @@ class SimulatedVenue:
         try:
             fill = live.pool.fill(amount, x_to_y=token_in == live.spec.base)
         except PoolExhausted as exc:
-            raise InsufficientLiquidity(self.name.value, str(exc)) from exc
+            raise InsufficientLiquidity(self.name, str(exc)) from exc
         return DexQuote(
             venue=self.name,
             token_in=token_in,
@@ -246,11 +240,11 @@ class SimulatedVenue:
             would_give = live.pool.fill(quote.amount_in, x_to_y).amount_out
             if would_give < min_amount_out:
                 raise SlippageExceeded(
-                    self.name.value, f"slippage exceeded: swap would give {would_give:.6g}, minimum {min_amount_out:.6g} {quote.token_out}"
+                    self.name, f"slippage exceeded: swap would give {would_give:.6g}, minimum {min_amount_out:.6g} {quote.token_out}"
                 )
             fill = live.pool.swap(quote.amount_in, x_to_y)
         except PoolExhausted as exc:
-            raise InsufficientLiquidity(self.name.value, str(exc)) from exc
+            raise InsufficientLiquidity(self.name, str(exc)) from exc
         result = SwapResult(
             venue=self.name,
             order_id=order_id,

@@ -1,4 +1,5 @@
-"""Adapters that make actor handles look like the core's ports (Venue, EventSink)."""
+"""Actor handles seen as the core's ports: a quoter as a :class:`venues.port.Venue`, the hub as an
+:class:`engine.ports.EventSink`, the price watcher as an :class:`engine.ports.Watcher`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
-from engine.venue import PoolView
+from venues.port import PoolView
 
 UNAVAILABLE_WAIT_S = 15.0
 """How long a read (quote, snapshot, find_swap) waits for a quoter that is restarting, e.g. on
@@ -20,7 +21,7 @@ another node after its node was lost, before it counts as a failed attempt."""
 
 
 class VenueClient:
-    """A quoter actor seen as an :class:`engine.venue.Venue`. Lost actors become transient venue errors.
+    """A quoter actor seen as a :class:`venues.port.Venue`. Lost actors become transient venue errors.
 
     Reads are idempotent, so they are retried while the actor restarts; a swap is not (the
     workflow asks ``find_swap`` before any new swap instead).
@@ -67,9 +68,9 @@ class VenueClient:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, VenueError):
                 raise cause from None
-            raise TransientVenueError(self.name.value, f"venue call failed: {type(cause).__name__}: {cause}") from exc
+            raise TransientVenueError(self.name, f"venue call failed: {type(cause).__name__}: {cause}") from exc
         except (RayActorError, ActorUnavailableError) as exc:
-            raise TransientVenueError(self.name.value, f"venue unreachable ({type(exc).__name__})") from exc
+            raise TransientVenueError(self.name, f"venue unreachable ({type(exc).__name__})") from exc
 
     async def _call(self, ref: Any) -> Any:
         with self._venue_errors():
@@ -95,6 +96,13 @@ class VenueClient:
     async def find_swap(self, order_id: str) -> SwapResult | None:
         result: SwapResult | None = await self._read("find_swap", order_id)
         return result
+
+    async def pairs(self) -> frozenset[tuple[str, str]]:
+        result: frozenset[tuple[str, str]] = await self._read("pairs")
+        return result
+
+    async def close(self) -> None:
+        """The actor owns the venue: nothing to release here."""
 
 
 class WatcherClient:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from engine.adapters.postgres import ensure_database
 from engine.settings import Settings
 
-log = logging.getLogger("engine.embedded")
+log = logging.getLogger("runtime.embedded")
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/oee"

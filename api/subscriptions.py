@@ -6,8 +6,7 @@ answers with the history it holds). Events are merged with PostgreSQL's trail by
 
 While an order has sockets here, the replica keeps its trail (the merged history plus every
 event since), so the next socket for that order needs neither a hub call nor a PostgreSQL read
-when the trail is whole (every seq from 1 to the latest): in a burst of connections, 20 per order,
-that is 19 in 20 sockets opened with no round trip at all.
+when the trail is whole (every seq from 1 to the latest).
 """
 
 from __future__ import annotations
@@ -18,33 +17,33 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 from engine.batching import Coalescer
+from engine.trail import Message, Signal, Trail
 
 log = logging.getLogger("actors.subscriptions")
 
 OUTAGE_CATCH_UP_S = 5.0
-CATCH_UP: dict[str, Any] = {"type": "catch-up"}
-"""Put on a stream's queue when the hub lost events (it failed or restarted): read PostgreSQL."""
+Item = Message | Signal
+"""What a stream's queue carries: the hub's events, and signals."""
 
 
 class ReplicaSubscriptions:
     def __init__(self, hub: Any, poll_timeout_s: float = 10.0) -> None:
         self.hub = hub
         self.replica_id = f"replica-{uuid.uuid4().hex[:12]}"
-        self._local: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
-        self._trails: dict[str, dict[int, dict[str, Any]]] = {}  # seq -> event, for orders with sockets here
+        self._local: dict[str, set[asyncio.Queue[Item]]] = defaultdict(set)
+        self._trails: dict[str, Trail] = {}  # orders with sockets here
         self.opened_from_trail = 0
         self._poll_timeout_s = poll_timeout_s
         self._task: asyncio.Task[None] | None = None
         self._caught_up_at = -OUTAGE_CATCH_UP_S
         # streams opening together subscribe in one hub call
-        self._subscriptions: Coalescer[str, list[dict[str, Any]]] = Coalescer(self._subscribe_many, max_batch=256, max_in_flight=4)
+        self._subscriptions: Coalescer[str, list[Message]] = Coalescer(self._subscribe_many, max_batch=256, max_in_flight=4)
 
-    async def _subscribe_many(self, order_ids: list[str]) -> list[list[dict[str, Any]]]:
-        histories: list[list[dict[str, Any]]] = await self.hub.subscribe_many.remote(self.replica_id, order_ids)
+    async def _subscribe_many(self, order_ids: list[str]) -> list[list[Message]]:
+        histories: list[list[Message]] = await self.hub.subscribe_many.remote(self.replica_id, order_ids)
         return histories
 
     def start(self) -> None:
@@ -79,17 +78,14 @@ class ReplicaSubscriptions:
         self._trails.clear()  # events may have been lost: the next socket of each order merges afresh
         for queues in tuple(self._local.values()):
             for queue in tuple(queues):
-                queue.put_nowait(CATCH_UP)
+                queue.put_nowait(Signal.CATCH_UP)
 
-    def _dispatch(self, events: list[dict[str, Any]]) -> None:
+    def _dispatch(self, events: list[Message]) -> None:
         for event in events:
             order_id = event["orderId"]
             trail = self._trails.get(order_id)
             if trail is not None:
-                if event.get("correction"):  # the hub replaced this seq and dropped what followed it
-                    for seq in [seq for seq in trail if seq >= event["seq"]]:
-                        del trail[seq]
-                trail[event["seq"]] = event
+                trail.apply(event)
             for queue in tuple(self._local.get(order_id, ())):
                 queue.put_nowait(event)
 
@@ -101,32 +97,31 @@ class ReplicaSubscriptions:
             with contextlib.suppress(Exception):
                 self._dispatch(await self.hub.subscribe.remote(self.replica_id, order_id))
 
-    async def open(self, order_id: str) -> tuple[asyncio.Queue[dict[str, Any]], list[dict[str, Any]]]:
+    async def open(self, order_id: str) -> tuple[asyncio.Queue[Item], list[Message]]:
         """Start following ``order_id``: a queue of live events and the history so far (the whole
         trail if this replica holds it whole, else what the hub holds)."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[Item] = asyncio.Queue()
         self._local[order_id].add(queue)
         trail = self._trails.get(order_id)
-        if trail is not None and is_whole(trail.values()):
+        if trail is not None and trail.is_whole():
             self.opened_from_trail += 1
-            return queue, [trail[seq] for seq in sorted(trail)]  # taken with the queue registered: nothing falls between
-        self._trails.setdefault(order_id, {})  # from now on, every event dispatched here is kept
+            return queue, trail.ordered()  # taken with the queue registered: nothing falls between
+        self._trails.setdefault(order_id, Trail())  # from now on, every event dispatched here is kept
         try:
-            history: list[dict[str, Any]] = await self._subscriptions.submit(order_id)
+            history: list[Message] = await self._subscriptions.submit(order_id)
         except Exception as exc:
             log.warning("hub subscribe failed; using postgres only", extra={"order_id": order_id, "error": type(exc).__name__})
             history = []
         return queue, history
 
-    def remember(self, order_id: str, events: list[dict[str, Any]]) -> None:
+    def remember(self, order_id: str, events: list[Message]) -> None:
         """Add a stream's merged history (PostgreSQL's trail and the hub's) to the order's trail here;
         events dispatched since the stream opened are newer and stay."""
         trail = self._trails.get(order_id)
         if trail is not None:
-            for event in events:
-                trail.setdefault(event["seq"], event)
+            trail.merge(events)
 
-    async def close(self, order_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    async def close(self, order_id: str, queue: asyncio.Queue[Item]) -> None:
         subs = self._local.get(order_id)
         if subs is not None:
             subs.discard(queue)
@@ -141,9 +136,3 @@ class ReplicaSubscriptions:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-
-
-def is_whole(events: Iterable[dict[str, Any]]) -> bool:
-    """True if ``events`` hold every seq from 1 to the latest (each once): nothing to read elsewhere."""
-    seqs = {event["seq"] for event in events}
-    return bool(seqs) and min(seqs) == 1 and max(seqs) == len(seqs)

@@ -1,0 +1,53 @@
+"""The FastAPI application: routers, error handlers, and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api import errors
+from api.routes import health, orders, sim, stream
+from engine.models import OrderRequest
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Order Execution Engine",
+        version="0.1.0",
+        description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
+    )
+    errors.install(app)
+    for router in (orders.router, stream.router, sim.router, health.router):
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        """The generated document plus the order body, which the route parses itself (to own its size and errors)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            body_schema = OrderRequest.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+            for name, definition in body_schema.pop("$defs", {}).items():
+                schema["components"]["schemas"][name] = definition
+            schema["components"]["schemas"]["OrderRequest"] = body_schema
+            _no_default_422(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _no_default_422(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 for every route with parameters; this API answers bad parameters with
+    400 (:mod:`api.errors`), so that 422 never happens: document the 400 instead."""
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            default = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if default.get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+                responses.setdefault("400", {"description": "Validation failed", "content": {"application/json": {"schema": error_body}}})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)

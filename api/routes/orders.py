@@ -1,0 +1,145 @@
+"""Orders: submit, read, cancel, list."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+from api.deps import ReadyEdge, edge, serve_request_key
+from api.errors import EdgeError, error_response, not_found, rejected
+from api.schemas import CancelPending, OrderAccepted, OrderPage, OrderView, errors
+from engine.cancellation import CancelRefused, cancel
+from engine.clock import SystemClock
+from engine.errors import OrderNotFound
+from engine.ids import parse_order_id
+from engine.intake import Rejection, parse_order
+from engine.models import OrderStatus, OrderTypeName, TokenName
+from engine.queries import decode_cursor, encode_cursor, find_order
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+
+IDEMPOTENCY_KEY_MAX = 255
+CLOCK = SystemClock()
+
+_BODY_SCHEMA = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderRequest"}}}}
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """At most ``limit`` bytes; a larger body is refused without being read into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise EdgeError(400, "Bad request", "Content-Length must be a number of bytes")
+    too_large = EdgeError(413, "Payload too large", f"the body must be at most {limit} bytes")
+    if declared is not None and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/execute",
+    status_code=202,
+    response_model=OrderAccepted,
+    responses=errors(400, 413, 415, 422, 503),
+    openapi_extra=_BODY_SCHEMA,
+    summary="Submit an order; follow it on the WebSocket",
+)
+async def execute(request: Request) -> JSONResponse:
+    """The body is parsed here (not by FastAPI) so that its size, its JSON and every error are ours."""
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", ""):
+        return error_response(415, "Unsupported media type", "send the order as JSON with Content-Type: application/json")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
+        return error_response(400, "Validation failed", f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters")
+    here = edge()
+    raw = await read_body(request, here.settings.max_body_bytes)
+    now_ms = time.time() * 1000.0
+    parsed = parse_order(raw, now_ms, here.tradable)
+    if isinstance(parsed, Rejection) and parsed.error == "Unsupported pair" and await here.refresh_pairs():
+        parsed = parse_order(raw, now_ms, here.tradable)  # a pool listed since, maybe through another replica
+    if isinstance(parsed, Rejection):
+        return rejected(parsed)
+    await here.ready()
+    outcome = await here.intake.submit(parsed, time.time() * 1000.0, key or serve_request_key())
+    if isinstance(outcome, Rejection):
+        return rejected(outcome)
+    message = f"order accepted; follow it at /api/orders/{outcome.order_id}/status"
+    if outcome.replayed:
+        message = "order already accepted for this Idempotency-Key"
+    return JSONResponse({"orderId": outcome.order_id, "status": "pending", "message": message}, status_code=202)
+
+
+@router.get("/{order_id}", response_model=OrderView, responses=errors(404, 503), summary="An order's current state")
+async def get_order(order_id: str, here: ReadyEdge) -> JSONResponse:
+    oid = parse_order_id(order_id)
+    order = await find_order(oid, here.orders, here.journal) if oid is not None else None
+    if order is None:
+        return not_found()
+    return JSONResponse(order.to_public())
+
+
+@router.delete(
+    "/{order_id}",
+    response_model=OrderView,
+    responses={202: {"model": CancelPending, "description": "Cancel recorded; the order has not closed yet"}, **errors(404, 409, 503)},
+    summary="Cancel an order that has not been submitted to a venue yet",
+)
+async def cancel_order(order_id: str, here: ReadyEdge) -> JSONResponse:
+    oid = parse_order_id(order_id)
+    if oid is None:
+        return not_found()
+    try:
+        order = await cancel(oid, here.journal, here.orders, CLOCK)
+    except OrderNotFound:
+        return not_found()
+    except CancelRefused as exc:
+        return error_response(409, "Conflict", exc.reason)
+    if order is None:
+        return JSONResponse(CancelPending(orderId=oid, status="cancelling", message="cancellation requested").model_dump(), status_code=202)
+    return JSONResponse(order.to_public())
+
+
+def _cursor(raw: str) -> str:
+    if decode_cursor(raw) is None:
+        raise PydanticCustomError("invalid_cursor", "not a cursor this API returned")
+    return raw
+
+
+Cursor = Annotated[str, AfterValidator(_cursor)]
+"""An opaque page cursor: a ``nextCursor`` this API returned."""
+
+
+@router.get("", response_model=OrderPage, responses=errors(400, 503), summary="List orders, newest first")
+async def list_orders(
+    here: ReadyEdge,
+    status: OrderStatus | None = None,
+    order_type: Annotated[OrderTypeName | None, Query(alias="orderType")] = None,
+    token_in: Annotated[TokenName | None, Query(alias="tokenIn")] = None,
+    token_out: Annotated[TokenName | None, Query(alias="tokenOut")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor | None = None,
+) -> JSONResponse:
+    orders = await here.journal.list_orders(
+        status=status.value if status else None,
+        order_type=order_type,
+        token_in=token_in,
+        token_out=token_out,
+        limit=limit,
+        before=decode_cursor(cursor) if cursor else None,
+    )
+    next_cursor = encode_cursor(orders[-1]) if len(orders) == limit else None
+    return JSONResponse({"orders": [o.to_public() for o in orders], "nextCursor": next_cursor})

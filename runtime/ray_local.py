@@ -1,0 +1,36 @@
+"""The local Ray this process started: is it still answering, and killing what is left of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+
+def ray_answers(timeout_s: float = 2.0) -> bool:
+    """True if the cluster's GCS answers. Signalled with the engine's whole process group, the GCS
+    this process started stops at once while its process lingers, so only asking tells."""
+    from ray._private import worker  # the GCS client Serve's controller uses; no public call has a timeout
+
+    connected: Any = worker.global_worker  # its gcs_client is set on ray.init (untyped)
+    try:
+        connected.gcs_client.get_all_node_info(timeout=timeout_s)
+    except Exception:
+        return False
+    return True
+
+
+def kill_local_ray() -> None:
+    """SIGKILL what is left of the Ray this process started (its daemons are stopping anyway).
+    Its workers exit with their raylet."""
+    import psutil
+    import ray
+
+    ray_dir = os.path.dirname(ray.__file__) + os.sep
+    doomed = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.name() in ("gcs_server", "raylet") or any(ray_dir in arg for arg in child.cmdline()):
+                child.kill()
+                doomed.append(child)
+    psutil.wait_procs(doomed, timeout=5)

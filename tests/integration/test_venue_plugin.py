@@ -1,0 +1,98 @@
+"""A third venue added through the registry only (``OEE_VENUES``): its actor is built from this
+module's factory, the edge's pair list asks it, and an order routes to it when it quotes best."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import ray
+
+from engine.clock import Clock
+from engine.errors import NoPoolError
+from engine.intake import Accepted
+from engine.models import DexQuote, OrderRequest, SwapResult, VenueName
+from tests.integration.test_engine_actors import submit, wait_terminal
+from venues.port import PoolView
+from venues.registry import VenueContext
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+TOY = f"toy={__name__}:toy_venue"
+
+
+class ToyVenue:
+    """A venue that trades SOL/USDC only, at a price no simulated pool matches."""
+
+    def __init__(self, name: VenueName, clock: Clock) -> None:
+        self.name = name
+        self.clock = clock
+        self.swaps: dict[str, SwapResult] = {}
+
+    async def pairs(self) -> frozenset[tuple[str, str]]:
+        return frozenset({("SOL", "USDC"), ("USDC", "SOL")})
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        if (token_in, token_out) not in await self.pairs():
+            raise NoPoolError(self.name, f"no pool for {token_in}/{token_out}")
+        rate = 200.0 if token_in == "SOL" else 1 / 100.0
+        return DexQuote(
+            venue=self.name,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount,
+            amount_out=amount * rate,
+            price=rate,
+            spot_price=rate,
+            fee_bps=0.0,
+            price_impact_pct=0.0,
+            liquidity=1e12,
+            quoted_at=self.clock.epoch_ms(),
+        )
+
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        return None
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
+        result = SwapResult(
+            venue=self.name,
+            order_id=order_id,
+            tx_hash=f"toy-{order_id}",
+            amount_in=quote.amount_in,
+            amount_out=quote.amount_out,
+            execution_price=quote.price,
+            executed_at=self.clock.epoch_ms(),
+        )
+        return self.swaps.setdefault(order_id, result)
+
+    async def find_swap(self, order_id: str) -> SwapResult | None:
+        return self.swaps.get(order_id)
+
+    async def close(self) -> None:
+        pass
+
+
+async def toy_venue(name: VenueName, context: VenueContext) -> ToyVenue:
+    return ToyVenue(name, context.clock)
+
+
+async def test_an_order_routes_to_a_registered_third_venue_that_quotes_best(engine_factory, intake, journal) -> None:
+    actors, _ = engine_factory(venues=["raydium", "meteora", TOY])
+    assert set(actors.venues) == {"raydium", "meteora", "toy"}
+    assert ("SOL", "USDC") in ray.get(actors.venues["toy"].pairs.remote())
+
+    [sol_usdc] = await submit(intake, 1)
+    outcome = await intake.submit(OrderRequest(token_in="SOL", token_out="USDT", amount=1.0), time.time() * 1000)
+    assert isinstance(outcome, Accepted)
+    trails = await wait_terminal(journal, [sol_usdc, outcome.order_id])
+
+    traded = await journal.get(sol_usdc)
+    assert traded is not None and traded.routing_decision is not None
+    assert traded.routing_decision.venue == "toy"
+    assert {q.venue for q in traded.routing_decision.quotes} == {"raydium", "meteora", "toy"}
+    assert traded.tx_hash == f"toy-{sol_usdc}"
+    elsewhere = await journal.get(outcome.order_id)  # a pair the toy does not trade routes as before
+    assert elsewhere is not None and elsewhere.routing_decision is not None
+    assert elsewhere.routing_decision.venue in {"raydium", "meteora"}
+    assert "toy" in elsewhere.routing_decision.rejected
+    assert all(events[-1].status.value == "confirmed" for events in trails.values())
