@@ -97,7 +97,9 @@ from loadtest.clients import (
     submit_orders,
     subscribe,
 )
-from loadtest.engine_run import ROOT, EngineRun, PhaseMonitor, PhaseUsage, Stores, label
+from loadtest.engine_run import EngineRun, Stores
+from loadtest.monitor import PhaseMonitor, PhaseUsage, label
+from runtime.process import ROOT
 
 TERMINAL = sorted(s.value for s in LIFECYCLE_TERMINAL)  # the engine's own definition
 INTAKE_GOALS = {10: 750.0, 50: 1425.0}  # 1.5x of 500 and 950 req/s
@@ -942,7 +944,7 @@ class Engines:
                 await self._stop(engine)
 
     def started(self) -> list[EngineRun]:
-        return [e for e in self.runs.values() if e.proc is not None]
+        return [e for e in self.runs.values() if e.started]
 
 
 async def bench(args: argparse.Namespace) -> int:

@@ -60,8 +60,8 @@ async def main() -> None:
     args = parser.parse_args()
     env = {"OEE_SIM_ADMIN": "true", "OEE_WATCH_INTERVAL_MS": str(args.watch_interval_ms)}
     run = EngineRun("sniper", env, Path(f"/tmp/oee-sniper-{int(time.time())}.log"))
-    await run.start()
     try:
+        await run.start()
         async with aiohttp.ClientSession() as session:
             latencies = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
     finally:
