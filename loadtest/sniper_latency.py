@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from engine.lifecycle import TERMINAL
 from engine.venue import b58encode
 from loadtest.engine_run import EngineRun
 
@@ -36,7 +37,7 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
                 event = json.loads(message.data)
                 if event.get("status") == "submitted" and not submitted.done():
                     submitted.set_result(event["ts"])
-                if event.get("status") in ("confirmed", "failed", "cancelled", "expired"):
+                if event.get("status") in TERMINAL:
                     return
 
     follower = asyncio.create_task(follow())
