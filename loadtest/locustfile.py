@@ -13,7 +13,8 @@ engine's admission limit (100 orders/min by default) sets the pace: with U users
 roughly U / (OEE_RATE_LIMIT_PER_MINUTE / 60) seconds in the queue. Keep U well below 50 at the
 default limit, or raise OEE_RATE_LIMIT_PER_MINUTE, or the 30 s deadline (LOCUST_ORDER_TIMEOUT_S) is hit.
 
-An order that ends ``failed`` is counted as a locust failure (with the engine's failureReason).
+An order that ends in any terminal state but ``confirmed`` is counted as a locust failure (with the engine's
+failureReason).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from locust import FastHttpUser, User, between, task
 from locust.contrib.fasthttp import FastHttpSession
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-TERMINAL = frozenset({"confirmed", "failed"})
+from engine.lifecycle import TERMINAL
+
 ORDER_TIMEOUT_S = float(os.environ.get("LOCUST_ORDER_TIMEOUT_S", "30"))
 POLL_INTERVAL_S = 0.5
 
@@ -115,8 +117,8 @@ class OrderHttpUser(FastHttpUser):
         error: Exception | None = None
         if status not in TERMINAL:
             error = OrderFailed(f"not terminal after {ORDER_TIMEOUT_S:g} s (last status {status})")
-        elif status == "failed":
-            error = OrderFailed(f"order failed: {body.get('failureReason')}")
+        elif status != "confirmed":
+            error = OrderFailed(f"order {status}: {body.get('failureReason')}")
         self.environment.events.request.fire(
             request_type="HTTP",
             name="order completion (polled)",
@@ -152,8 +154,8 @@ class OrderWebSocketUser(User):
             status, received, reason = self._follow(order_id, started + ORDER_TIMEOUT_S)
             if status not in TERMINAL:
                 error = OrderFailed(f"stream ended without a terminal event (last status {status}, {reason})")
-            elif status == "failed":
-                error = OrderFailed(f"order failed: {reason}")
+            elif status != "confirmed":
+                error = OrderFailed(f"order {status}: {reason}")
         except TimeoutError:
             error = OrderFailed(f"no terminal event within {ORDER_TIMEOUT_S:g} s")
         except (OSError, WebSocketException, ValueError) as exc:

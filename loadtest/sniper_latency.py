@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from engine.lifecycle import TERMINAL
 from loadtest.engine_run import EngineRun
 from venues.simulated import b58encode
 
@@ -36,7 +37,7 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
                 event = json.loads(message.data)
                 if event.get("status") == "submitted" and not submitted.done():
                     submitted.set_result(event["ts"])
-                if event.get("status") in ("confirmed", "failed", "cancelled", "expired"):
+                if event.get("status") in TERMINAL:
                     return
 
     follower = asyncio.create_task(follow())
@@ -60,8 +61,8 @@ async def main() -> None:
     args = parser.parse_args()
     env = {"OEE_SIM_ADMIN": "true", "OEE_WATCH_INTERVAL_MS": str(args.watch_interval_ms)}
     run = EngineRun("sniper", env, Path(f"/tmp/oee-sniper-{int(time.time())}.log"))
-    await run.start()
     try:
+        await run.start()
         async with aiohttp.ClientSession() as session:
             latencies = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
     finally:

@@ -73,7 +73,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Run in the child: ask Linux to SIGTERM it when the engine dies, even by SIGKILL."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -101,7 +101,7 @@ def _start_redis(data_dir: Path, deps: Dependencies) -> str:
         [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # a killed engine leaves no Redis behind
+        preexec_fn=die_with_parent,  # a killed engine leaves no Redis behind
         start_new_session=True,  # a Ctrl-C to the terminal's group must not stop it before the engine is done with it
     )
     deadline = time.monotonic() + 10

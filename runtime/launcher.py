@@ -48,7 +48,7 @@ def main() -> int:
     from actors.bootstrap import NAMESPACE, start_actors, stop_actors, supervise
     from engine.adapters.postgres import prepare_database
     from runtime.embedded import resolve_dependencies
-    from runtime.ray_local import kill_local_ray, ray_answers
+    from runtime.ray_local import init_ray, kill_local_ray, ray_answers
 
     stop = threading.Event()
 
@@ -67,7 +67,7 @@ def main() -> int:
     try:
         asyncio.run(prepare_database(deps.database_url))
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(
+        init_ray(
             address=settings.ray_address,
             num_cpus=None if settings.ray_address else (settings.ray_num_cpus or os.cpu_count()),
             include_dashboard=False,

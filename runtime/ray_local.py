@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
+
+log = logging.getLogger("runtime.ray_local")
+
+START_ATTEMPTS = 3
+
+
+def init_ray(**options: Any) -> None:
+    """``ray.init(**options)``, tried again if the local node does not register in time.
+
+    Ray waits a fixed 30 s for a new raylet to register with its GCS; on a machine loaded by other
+    jobs that wait has run out. A failed start leaves nothing to keep: it is shut down and tried again.
+    """
+    import ray
+
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+            log.warning("ray did not start in time; trying again", extra={"attempt": attempt})
+            with contextlib.suppress(Exception):
+                ray.shutdown()
 
 
 def ray_answers(timeout_s: float = 2.0) -> bool:

@@ -3,6 +3,8 @@
 ``python -m loadtest.bench --quick --tiny`` starts three engines (overlapped), runs every measurement for a
 second or two, and must exit 0 and leave a JSON report with every section and a number in every field
 that the table is built from. Without PostgreSQL/Redis on their local ports it runs on embedded ones.
+No speed limit either: the run waits on conditions (an engine healthy, orders terminal), however long a
+busy machine takes; the test's timeout only catches a run that hangs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-LIMIT_S = 115  # the whole run, engines' start and stop included
+TIMEOUT_S = 1200  # a hung run, not a slow one: ~10x what it took on a machine busy with other jobs
 
 REQUIRED: dict[str, list[str]] = {
     "intake": [
@@ -50,6 +52,17 @@ REQUIRED: dict[str, list[str]] = {
 }
 
 
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM the bench, wait for its clean-up, kill it if that hangs; what it still printed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output or ""
+
+
 def _field(data: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         assert isinstance(data, dict) and part in data, f"missing {dotted}"
@@ -57,22 +70,17 @@ def _field(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-@pytest.mark.timeout(LIMIT_S + 90)
+@pytest.mark.timeout(TIMEOUT_S)
 def test_tiny_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OEE_")}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     cmd = [sys.executable, "-m", "loadtest.bench", "--quick", "--tiny", "--out", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        output, _ = proc.communicate(timeout=LIMIT_S)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the bench stops its engines and drops its stores on SIGTERM
-        try:
-            output, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-        pytest.fail(f"the tiny benchmark took more than {LIMIT_S} s:\n{output[-4000:]}")
+        output, _ = proc.communicate()
+    except BaseException:  # the test's timeout (or an interrupt): the bench stops its engines and drops its stores on SIGTERM
+        print(_stop(proc)[-4000:])
+        raise
     assert proc.returncode == 0, output[-4000:]
 
     reports = list(tmp_path.glob("bench-*.json"))

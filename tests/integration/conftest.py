@@ -19,6 +19,7 @@ from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.intake import OrderIntake
 from engine.settings import Settings
+from runtime.ray_local import init_ray
 from tests.conftest import ROOT, TestStores, reset_stores
 
 
@@ -26,7 +27,7 @@ from tests.conftest import ROOT, TestStores, reset_stores
 def ray_local() -> Iterator[None]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp_dir = tempfile.mkdtemp(prefix="oee-ray-", dir="/tmp")
-    ray.init(
+    init_ray(
         num_cpus=2,
         include_dashboard=False,
         _temp_dir=temp_dir,
