@@ -14,10 +14,10 @@ from ray.serve import Application
 
 from api.app import create_app
 from api.deps import Edge, install
+from engine.gc_tuning import tune_garbage_collection
 from engine.logs import setup_logging
 from engine.models import VenueName
 from engine.settings import Settings
-from runtime.gc import tune_garbage_collection
 
 app = create_app()
 

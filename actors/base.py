@@ -8,9 +8,9 @@ import contextlib
 from typing import Any
 
 from engine.adapters.stores import Stores, open_stores
+from engine.gc_tuning import tune_garbage_collection
 from engine.logs import setup_logging
 from engine.settings import Settings
-from runtime.gc import tune_garbage_collection
 
 WARM_UP_S = 5.0
 

@@ -1,4 +1,4 @@
-"""Actor handles seen as the core's ports: a quoter as a :class:`venues.port.Venue`, the hub as an
+"""Actor handles seen as the core's ports: a quoter as a :class:`engine.ports.Venue`, the hub as an
 :class:`engine.ports.EventSink`, the price watcher as an :class:`engine.ports.Watcher`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
-from venues.port import PoolView
+from engine.ports import PoolView
 
 UNAVAILABLE_WAIT_S = 15.0
 """How long a read (quote, snapshot, find_swap) waits for a quoter that is restarting, e.g. on
@@ -21,7 +21,7 @@ another node after its node was lost, before it counts as a failed attempt."""
 
 
 class VenueClient:
-    """A quoter actor seen as a :class:`venues.port.Venue`. Lost actors become transient venue errors.
+    """A quoter actor seen as a :class:`engine.ports.Venue`. Lost actors become transient venue errors.
 
     Reads are idempotent, so they are retried while the actor restarts; a swap is not (the
     workflow asks ``find_swap`` before any new swap instead).

@@ -21,9 +21,10 @@ from engine.bands import Band
 from engine.errors import StoreUnavailable
 from engine.lifecycle import held_by_watcher
 from engine.models import Order, VenueName
+from engine.ports import PoolView
 from engine.settings import Settings
-from engine.watching import Verdict, Watch, decide
-from venues.port import PoolView
+from engine.watch import Watch
+from engine.watching import Verdict, decide
 
 log = logging.getLogger("actors.price_watcher")
 

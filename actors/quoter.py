@@ -13,11 +13,11 @@ from typing import Any
 from engine.batching import Pacer
 from engine.clock import SystemClock
 from engine.errors import EngineError, TransientVenueError, VenueError
+from engine.gc_tuning import tune_garbage_collection
 from engine.logs import setup_logging
 from engine.models import DexQuote, SwapResult
+from engine.ports import PoolView, Venue
 from engine.settings import Settings
-from runtime.gc import tune_garbage_collection
-from venues.port import PoolView, Venue
 from venues.registry import VenueContext, VenueSpec
 from venues.simulated import SimulatedVenue
 

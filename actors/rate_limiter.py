@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from engine.clock import Clock, SystemClock
+from engine.gc_tuning import tune_garbage_collection
 from engine.token_bucket import TokenBucket
-from runtime.gc import tune_garbage_collection
 
 
 class RateLimiter:

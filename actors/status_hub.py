@@ -14,8 +14,8 @@ import time
 import uuid
 from collections import defaultdict
 
+from engine.gc_tuning import tune_garbage_collection
 from engine.trail import Message, Trail, is_terminal
-from runtime.gc import tune_garbage_collection
 
 
 class StatusHub:

@@ -23,11 +23,10 @@ from engine.errors import NoRouteError, SlippageExceeded, StoreUnavailable, Venu
 from engine.lifecycle import NOT_STARTED, check_transition, is_terminal
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
 from engine.order_types import policy_of
-from engine.ports import ActiveOrders, EventSink, OrderJournal, Watcher
+from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
 from engine.split import Output
-from venues.port import PoolView, Venue
 
 log = logging.getLogger("engine.execution")
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, Refusal, StoreUnavailable
 from engine.ids import new_order_id
-from engine.models import Order, OrderEvent, OrderRequest, OrderStatus
-from engine.order_types import policy_of, problem_field
+from engine.models import Order, OrderEvent, OrderRequest, OrderStatus, OrderType
+from engine.order_types import canonical, names, policy_of, problem_field
 
 log = logging.getLogger("engine.intake")
 
@@ -46,15 +47,18 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _path(code: str, loc: tuple[int | str, ...]) -> list[int | str]:
-    """Where a problem is: an order type's check is about one field (it says which), others at their place."""
-    field = problem_field(code)
-    return [field] if field is not None else [p for p in loc if p != "__root__"]
+def _order_type_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The problem with the body's order type if it is a string no registered type has (others are the
+    model's to report)."""
+    raw = data.get("orderType", data.get("order_type", OrderType.MARKET))
+    if not isinstance(raw, str) or canonical(raw) is not None or not 0 < len(raw) <= 32:
+        return []
+    return [{"path": ["orderType"], "message": f"must be one of {', '.join(names())}", "code": "enum"}]
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"path": _path(err["type"], err["loc"]), "message": err["msg"], "code": err["type"]}
+        {"path": [p for p in err["loc"] if p != "__root__"], "message": err["msg"], "code": err["type"]}
         for err in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
 
@@ -76,11 +80,23 @@ def parse_order(body: bytes, now_ms: float | None, tradable: Container[tuple[str
             "the body must be a JSON object",
             [{"path": [], "message": "must be a JSON object", "code": "object_type"}],
         )
+    type_problems = _order_type_problems(data)
     try:
         request = OrderRequest.model_validate(data)
     except ValidationError as exc:
         details = _validation_details(exc)
+        if not any(d["path"] == ["orderType"] for d in details):
+            details += type_problems
         return Rejection(Refusal.INVALID, "Validation failed", f"{len(details)} problem(s) in the order", details)
+    if type_problems:
+        return Rejection(Refusal.INVALID, "Validation failed", f"{len(type_problems)} problem(s) in the order", type_problems)
+    request = request.model_copy(update={"order_type": canonical(request.order_type)})
+    try:
+        policy_of(request.order_type).check(request)
+    except PydanticCustomError as exc:
+        code = exc.type
+        details = [{"path": [problem_field(code) or "orderType"], "message": exc.message(), "code": code}]
+        return Rejection(Refusal.INVALID, "Validation failed", "1 problem(s) in the order", details)
     if now_ms is not None and request.expires_at is not None and request.expires_at <= now_ms:
         message = "expiresAt must be in the future (epoch milliseconds)"
         return Rejection(

@@ -34,7 +34,7 @@ class OrderStatus(StrEnum):
 
 class OrderType(StrEnum):
     """The built-in order types. The registry (:mod:`engine.order_types`) may hold more: an order's
-    ``order_type`` is any registered name (these members for the built-in ones)."""
+    ``order_type`` is any registered name (intake makes it these members for the built-in ones)."""
 
     MARKET = "MARKET"
     LIMIT = "LIMIT"
@@ -67,17 +67,9 @@ def _as_token(value: str) -> str:
     return token
 
 
-def _as_order_type(value: str) -> str:
-    from engine.order_types import canonical, names  # imported when used: the policies import these models
-
-    name = canonical(value)
-    if name is None:
-        raise PydanticCustomError("enum", "must be one of {expected}", {"expected": ", ".join(names())})
-    return name
-
-
-OrderTypeName = Annotated[str, Field(strict=True, min_length=1, max_length=32), AfterValidator(_as_order_type)]
-"""A registered order type's name, made the registry's own object (``OrderType.LIMIT`` for ``"LIMIT"``)."""
+OrderTypeName = Annotated[str, Field(strict=True, min_length=1, max_length=32)]
+"""An order type's name; which names exist is the registry's business (:mod:`engine.order_types`), which
+intake asks (:func:`engine.intake.parse_order`)."""
 
 TokenName = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_as_token)]
 """A token as clients name it (symbol, any case, or mint), validated and made canonical."""
@@ -91,7 +83,9 @@ class OrderRequest(BaseModel):
     token_in: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
     token_out: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
     amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount of tokenIn")
-    order_type: OrderTypeName = Field(default=OrderType.MARKET, description="MARKET now; LIMIT at limitPrice; SNIPER on listing")
+    order_type: OrderTypeName = Field(
+        default=OrderType.MARKET, description="A registered order type: MARKET now; LIMIT at limitPrice; SNIPER on listing"
+    )
     slippage_bps: int = Field(default=50, strict=True, ge=0, le=5000, description="Tolerated slippage from the quote, in basis points")
     limit_price: float | None = Field(
         default=None, strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="LIMIT: minimum tokenOut per tokenIn, net of fees"
@@ -102,12 +96,9 @@ class OrderRequest(BaseModel):
     expires_at: int | None = Field(default=None, strict=True, gt=0, lt=10**15, description="Epoch ms; default good till cancelled")
 
     @model_validator(mode="after")
-    def _consistent(self) -> OrderRequest:
-        from engine.order_types import policy_of  # imported when used: the policies import these models
-
+    def _distinct_tokens(self) -> OrderRequest:
         if self.token_in == self.token_out:
             raise PydanticCustomError("same_token", "tokenIn and tokenOut must differ")
-        policy_of(self.order_type).check(self)
         return self
 
 

@@ -1,15 +1,17 @@
-"""The storage and messaging ports the core depends on; adapters implement them.
+"""The ports the core depends on; adapters implement them.
 
-Real adapters: :mod:`engine.adapters.postgres` (journal, ledger), :mod:`engine.adapters.redis_store`
-(active orders, queue) and the StatusHub actor (event sink). Unit tests use in-memory fakes.
+Real adapters: :mod:`engine.adapters.postgres` (journal), :mod:`engine.adapters.redis_store` (active
+orders, queue), the StatusHub and PriceWatcher actors (event sink, watcher), and the venues of
+:mod:`venues` (the :class:`Venue` port: a DEX as the engine needs it; the engine never names one in
+its logic and holds whatever the registry built). Unit tests use in-memory fakes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from engine.models import Order, OrderEvent
+from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 
 
 class OrderJournal(Protocol):
@@ -54,3 +56,42 @@ class EventSink(Protocol):
     """Where live events go first (the StatusHub), before they are persisted."""
 
     async def publish(self, event: OrderEvent) -> None: ...
+
+
+@runtime_checkable
+class PoolView(Protocol):
+    """A copy of a pool's state for one pair, to price any amount locally (as a real engine reads a
+    pool account)."""
+
+    def output(self, token_in: str, amount: float) -> float:
+        """What ``amount`` of ``token_in`` would give now; raises ``ValueError`` past the pool's depth."""
+        ...
+
+
+class Venue(Protocol):
+    name: VenueName
+
+    async def pairs(self) -> frozenset[tuple[str, str]]:
+        """Every ``(tokenIn, tokenOut)`` it can swap now, both orientations of each pool."""
+        ...
+
+    async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
+        """Raise :class:`engine.errors.VenueError` (transient or not) when it cannot quote."""
+        ...
+
+    async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
+        """The pool's state for the pair, or None if the venue lists no pool for it."""
+        ...
+
+    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
+        """Swap ``quote.amount_in``; raise :class:`engine.errors.SlippageExceeded` (swapping nothing)
+        if it would give less than ``min_amount_out``."""
+        ...
+
+    async def find_swap(self, order_id: str) -> SwapResult | None:
+        """The swap this venue made for ``order_id``, if any (waiting for one still in flight)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the venue holds (connections)."""
+        ...

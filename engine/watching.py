@@ -9,49 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.models import Order, VenueName
+from engine.models import VenueName
 from engine.order_types import policy_of
-from venues.port import PoolView
+from engine.ports import PoolView
+from engine.watch import Watch
 
 
 class Verdict(StrEnum):
     WAIT = "wait"
     TRIGGER = "trigger"
     EXPIRE = "expire"
-
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """What the watcher needs of a waiting order."""
-
-    order_id: str
-    order_type: str
-    token_in: str
-    token_out: str
-    amount: float
-    limit_price: float | None = None
-    max_price: float | None = None
-    expires_at: float | None = None
-
-    @classmethod
-    def of(cls, order: Order) -> Watch:
-        return cls(
-            order.order_id,
-            order.order_type,
-            order.token_in,
-            order.token_out,
-            order.amount,
-            order.limit_price,
-            order.max_price,
-            order.expires_at,
-        )
-
-    @property
-    def pair(self) -> tuple[str, str]:
-        return (self.token_in, self.token_out)
 
 
 def best_output(watch: Watch, views: Mapping[VenueName, PoolView | None]) -> float | None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from engine.clock import Clock
 from engine.models import VenueName
+from engine.ports import Venue
 from engine.settings import Settings
-from venues.port import Venue
 
 BUILT_IN: dict[VenueName, str] = {
     "raydium": "venues.simulated:raydium",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic_core import PydanticCustomError
 
 from engine.models import Order, OrderRequest, OrderType
 from engine.order_types.policy import OrderTypePolicy
-
-if TYPE_CHECKING:
-    from engine.watching import Watch
+from engine.watch import Watch
 
 
 class Limit(OrderTypePolicy):

@@ -3,14 +3,12 @@ and never branches on a type's name."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from engine.bands import Band
 from engine.lifecycle import NOT_STARTED
-
-if TYPE_CHECKING:
-    from engine.models import Order, OrderRequest
-    from engine.watching import Watch
+from engine.models import Order, OrderRequest
+from engine.watch import Watch
 
 
 class OrderTypePolicy:

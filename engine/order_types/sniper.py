@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.models import Order, OrderRequest, OrderType
 from engine.order_types.policy import OrderTypePolicy
-
-if TYPE_CHECKING:
-    from engine.watching import Watch
+from engine.watch import Watch
 
 
 class Sniper(OrderTypePolicy):

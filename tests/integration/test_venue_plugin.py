@@ -12,8 +12,8 @@ from engine.clock import Clock
 from engine.errors import NoPoolError
 from engine.intake import Accepted
 from engine.models import DexQuote, OrderRequest, SwapResult, VenueName
+from engine.ports import PoolView
 from tests.integration.test_engine_actors import submit, wait_terminal
-from venues.port import PoolView
 from venues.registry import VenueContext
 
 pytestmark = pytest.mark.usefixtures("ray_local")

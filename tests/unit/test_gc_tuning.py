@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import gc
-from runtime.gc import THRESHOLDS, tune_garbage_collection
+from engine.gc_tuning import THRESHOLDS, tune_garbage_collection
 before = gc.get_freeze_count()
 tune_garbage_collection()
 frozen = gc.get_freeze_count()

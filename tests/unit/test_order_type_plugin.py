@@ -18,7 +18,8 @@ from engine.intake import Rejection, new_order, parse_order
 from engine.models import Order, OrderRequest, OrderStatus
 from engine.order_types import band_of, names, policy_of, register, unregister
 from engine.order_types.policy import OrderTypePolicy
-from engine.watching import Verdict, Watch, decide
+from engine.watch import Watch
+from engine.watching import Verdict, decide
 from tests.unit.conftest import make_order
 from venues.simulated import METEORA, RAYDIUM, PoolSnapshot
 from venues.simulated.market import catalogue_pairs

@@ -9,7 +9,8 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.models import Order, OrderStatus, OrderType, VenueName
-from engine.watching import Verdict, Watch, best_output, decide
+from engine.watch import Watch
+from engine.watching import Verdict, best_output, decide
 from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, PoolSnapshot, SimulatedVenue, VenueTiming
 from venues.simulated.pools import BinnedPool, ConstantProductPool, Fill, Pool
 

@@ -1,4 +1,4 @@
-"""A simulated venue: pools from :mod:`venues.simulated.pools` behind the venue port (:mod:`venues.port`),
+"""A simulated venue: pools from :mod:`venues.simulated.pools` behind the venue port (:class:`engine.ports.Venue`),
 with configurable latency and transient faults, recording every swap in a :class:`SwapLedger` that
 outlives the engine process (the simulated chain)."""
 
@@ -45,7 +45,7 @@ def b58encode(raw: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
-    """A copy of a pool's state; implements :class:`venues.port.PoolView`."""
+    """A copy of a pool's state; implements :class:`engine.ports.PoolView`."""
 
     pool: Pool
     base: str
@@ -92,7 +92,7 @@ def venue_timing(settings: Settings) -> VenueTiming:
 
 @dataclass
 class SimulatedVenue:
-    """A venue over simulated pools; implements :class:`venues.port.Venue`. Its pools are those the
+    """A venue over simulated pools; implements :class:`engine.ports.Venue`. Its pools are those the
     catalogue lists for its name, priced the way its :class:`Profile` says."""
 
     name: VenueName

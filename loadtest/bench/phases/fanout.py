@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from engine.gc_tuning import tune_garbage_collection
 from loadtest.bench.common import TERMINAL, dist, log
 from loadtest.bench.modes import Mode
 from loadtest.clients import LoopLag, OpenSockets, Subscription, percentile, rounded, submit_orders, subscribe
 from loadtest.engine_run import EngineRun
 from loadtest.monitor import PhaseMonitor, PhaseUsage
-from runtime.gc import tune_garbage_collection
 
 
 async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_order: int, usages: list[PhaseUsage]) -> dict[str, Any]:
