@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from engine.clock import Clock, SystemClock
+from engine.logs import detached
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -128,7 +129,8 @@ class Coalescer(Generic[T, R]):
         while self._in_flight < self._max_in_flight and len(self._waiting) > scheduled * self._max_batch:
             self._in_flight += 1
             scheduled += 1
-            task = asyncio.get_running_loop().create_task(self._run())
+            # a flush works for every caller in its batch: its log lines carry none's request or order
+            task = asyncio.get_running_loop().create_task(self._run(), context=detached())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
