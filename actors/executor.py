@@ -13,8 +13,10 @@ from actors.handles import HubSink, VenueClient, WatcherClient
 from engine.batching import Coalescer, Pacer
 from engine.clock import SystemClock
 from engine.execution import OrderWorkflow
+from engine.logs import bind
 from engine.models import VenueName
 from engine.settings import Settings
+from engine.stages import OrderMetrics
 
 log = logging.getLogger("actors.executor")
 
@@ -56,6 +58,7 @@ class OrderExecutor(EngineActor):
                         max_price_impact_pct=self._settings.max_price_impact_pct,
                         rng=random.Random(),
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
+                        observer=OrderMetrics(),
                     )
         return self._workflow
 
@@ -93,6 +96,7 @@ class OrderExecutor(EngineActor):
         finished: asyncio.Queue[tuple[str, str | None, str | None]] = asyncio.Queue()
 
         async def run(order_id: str, wait_s: float) -> None:
+            bind(order_id=order_id)  # this task's log lines name the order
             self.running += 1
             try:
                 if wait_s > 0:
@@ -123,6 +127,7 @@ class OrderExecutor(EngineActor):
 
     async def abandon(self, order_id: str, reason: str) -> str | None:
         """Fail an order that cannot be executed (it keeps crashing executors), so it still ends."""
+        bind(order_id=order_id)
         order = await (await self._ready()).fail(order_id, reason)
         return order.status.value if order else None
 

@@ -12,6 +12,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
+from engine.instruments import VENUE_UNREACHABLE
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 from engine.ports import PoolView
 
@@ -70,6 +71,7 @@ class VenueClient:
                 raise cause from None
             raise TransientVenueError(self.name, f"venue call failed: {type(cause).__name__}: {cause}") from exc
         except (RayActorError, ActorUnavailableError) as exc:
+            VENUE_UNREACHABLE.inc(self.name)
             raise TransientVenueError(self.name, f"venue unreachable ({type(exc).__name__})") from exc
 
     async def _call(self, ref: Any) -> Any:

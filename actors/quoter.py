@@ -7,14 +7,16 @@ only translates calls; it never names a venue kind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from engine.batching import Pacer
 from engine.clock import SystemClock
 from engine.errors import EngineError, TransientVenueError, VenueError
 from engine.gc_tuning import tune_garbage_collection
+from engine.instruments import REGISTRY, measured
 from engine.logs import setup_logging
+from engine.metrics import Snapshot
 from engine.models import DexQuote, SwapResult
 from engine.ports import PoolView, Venue
 from engine.settings import Settings
@@ -22,6 +24,7 @@ from venues.registry import VenueContext, VenueSpec
 from venues.simulated import SimulatedVenue
 
 _READS = frozenset({"quote", "snapshot", "find_swap", "pairs"})
+T = TypeVar("T")
 
 
 class NotSimulated(EngineError):
@@ -54,13 +57,17 @@ class VenueQuoter:
         return self._venue
 
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
-        return await (await self._ready()).quote(token_in, token_out, amount)
+        return await self._measured("quote", (await self._ready()).quote(token_in, token_out, amount))
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
-        return await (await self._ready()).snapshot(token_in, token_out)
+        return await self._measured("snapshot", (await self._ready()).snapshot(token_in, token_out))
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
-        return await (await self._ready()).pairs()
+        return await self._measured("pairs", (await self._ready()).pairs())
+
+    def _measured(self, operation: str, call: Awaitable[T]) -> Awaitable[T]:
+        """The venue call, counted by outcome and timed (``oee_venue_requests_total``, ``oee_venue_request_seconds``)."""
+        return measured(self._spec.name, operation, call)
 
     async def read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Several reads (``quote``, ``snapshot``, ``find_swap``, ``pairs``) in one call, run at once. A
@@ -73,15 +80,15 @@ class VenueQuoter:
         if any(method not in _READS for method, _ in requests):
             raise ValueError(f"read_many takes only {sorted(_READS)}")
         snapshots: dict[frozenset[str], asyncio.Future[Any]] = {}
-        calls = []
+        calls: list[Awaitable[Any]] = []
         for method, args in requests:
             if method == "snapshot":
                 pair = frozenset(args)
                 if pair not in snapshots:
-                    snapshots[pair] = asyncio.ensure_future(venue.snapshot(*args))
+                    snapshots[pair] = asyncio.ensure_future(self._measured("snapshot", venue.snapshot(*args)))
                 calls.append(asyncio.shield(snapshots[pair]))
             else:
-                calls.append(getattr(venue, method)(*args))
+                calls.append(self._measured(method, getattr(venue, method)(*args)))
         results = await asyncio.gather(*calls, return_exceptions=True)
         return [self._answer(r) for r in results]
 
@@ -94,7 +101,7 @@ class VenueQuoter:
         """Several swaps (``order_id``, quote, minimum output) in one call, run at once; yields
         ``(index, result or error)`` as they land, so a quick swap is not held up by a slow one."""
         venue = await self._ready()
-        running = {asyncio.ensure_future(venue.swap(*request)): index for index, request in enumerate(requests)}
+        running = {asyncio.ensure_future(self._measured("swap", venue.swap(*request))): index for index, request in enumerate(requests)}
         pacer = Pacer(self._settings.batch_window_ms / 1000)
         while running:
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -108,10 +115,10 @@ class VenueQuoter:
             yield answers
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        return await (await self._ready()).swap(order_id, quote, min_amount_out)
+        return await self._measured("swap", (await self._ready()).swap(order_id, quote, min_amount_out))
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
-        return await (await self._ready()).find_swap(order_id)
+        return await self._measured("find_swap", (await self._ready()).find_swap(order_id))
 
     async def _simulated(self) -> SimulatedVenue:
         venue = await self._ready()
@@ -129,6 +136,10 @@ class VenueQuoter:
 
     async def stats(self) -> dict[str, int]:
         return dict(getattr(await self._ready(), "calls", {}))
+
+    def metrics_snapshot(self) -> Snapshot:
+        """This process's metrics (the collector asks at each scrape)."""
+        return REGISTRY.snapshot(type(self).__name__)
 
     async def close(self) -> None:
         if self._venue is not None:

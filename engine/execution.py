@@ -23,7 +23,7 @@ from engine.errors import NoRouteError, SlippageExceeded, StoreUnavailable, Venu
 from engine.lifecycle import NOT_STARTED, check_transition, is_terminal
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
 from engine.order_types import policy_of
-from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, Venue, Watcher
+from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, RunObserver, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
 from engine.split import Output
@@ -53,6 +53,7 @@ class OrderRun:
     active: ActiveOrders
     clock: Clock
     store_retry: RetryPolicy
+    observer: RunObserver | None = None
     _unpublished: list[OrderEvent] = field(default_factory=list)
     _unstored: list[OrderEvent] = field(default_factory=list)
     _claims: dict[int, asyncio.Future[bool]] = field(default_factory=dict)  # seq -> is the order claimed
@@ -76,6 +77,8 @@ class OrderRun:
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
         self.order = self.order.apply(event)
         self.seq = event.seq
+        if self.observer is not None:
+            self.observer.transition(self.order, event)
         # Publish first (the hub call is sent before the writes), then store; neither waits for the other.
         self._unpublished.append(event)
         if self._publisher is None or self._publisher.done():
@@ -151,6 +154,7 @@ class OrderWorkflow:
     rng: random.Random = field(default_factory=random.Random)
     watcher: Watcher | None = None
     split_routing: bool = True
+    observer: RunObserver | None = None
 
     async def run(self, order_id: str) -> Order | None:
         """Move the order as far as it can go now. Safe to call again for the same order (resume).
@@ -168,7 +172,7 @@ class OrderWorkflow:
             with contextlib.suppress(StoreUnavailable):
                 await self.active.finish(order)
             return order
-        run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry)
+        run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer)
         try:
             if order.cancel_requested:
                 return await self._close(run, S.CANCELLED, "cancelled by the client")
@@ -186,7 +190,7 @@ class OrderWorkflow:
         loaded = await self._load(order_id)
         if loaded is None or is_terminal(loaded[0].status):
             return loaded[0] if loaded else None
-        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry)
+        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer)
         try:
             return await self._fail(run, reason)
         finally:

@@ -3,7 +3,8 @@
 Real adapters: :mod:`engine.adapters.postgres` (journal), :mod:`engine.adapters.redis_store` (active
 orders, queue), the StatusHub and PriceWatcher actors (event sink, watcher), and the venues of
 :mod:`venues` (the :class:`Venue` port: a DEX as the engine needs it; the engine never names one in
-its logic and holds whatever the registry built). Unit tests use in-memory fakes.
+its logic and holds whatever the registry built), :mod:`engine.stages` (run observer). Unit tests use
+in-memory fakes.
 """
 
 from __future__ import annotations
@@ -95,3 +96,10 @@ class Venue(Protocol):
     async def close(self) -> None:
         """Release what the venue holds (connections)."""
         ...
+
+
+class RunObserver(Protocol):
+    """Told of every transition an order run makes, as it is made (metrics). Must be quick and must not raise."""
+
+    def transition(self, order: Order, event: OrderEvent) -> None:
+        """``order`` is the state after ``event``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
@@ -17,11 +18,14 @@ from engine.cancellation import CancelRefused, cancel
 from engine.clock import SystemClock
 from engine.errors import OrderNotFound
 from engine.ids import parse_order_id
+from engine.instruments import ORDERS_SUBMITTED
 from engine.intake import Rejection, parse_order
+from engine.logs import bind
 from engine.models import OrderStatus, OrderTypeName, TokenName
 from engine.queries import decode_cursor, encode_cursor, find_order
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
+log = logging.getLogger("api.orders")
 
 IDEMPOTENCY_KEY_MAX = 255
 CLOCK = SystemClock()
@@ -77,9 +81,12 @@ async def execute(request: Request) -> JSONResponse:
     outcome = await here.intake.submit(parsed, time.time() * 1000.0, key or serve_request_key())
     if isinstance(outcome, Rejection):
         return rejected(outcome)
+    bind(order_id=outcome.order_id)
     message = f"order accepted; follow it at /api/orders/{outcome.order_id}/status"
     if outcome.replayed:
         message = "order already accepted for this Idempotency-Key"
+    else:
+        ORDERS_SUBMITTED.inc(str(parsed.order_type))
     return JSONResponse({"orderId": outcome.order_id, "status": "pending", "message": message}, status_code=202)
 
 
@@ -102,12 +109,15 @@ async def cancel_order(order_id: str, here: ReadyEdge) -> JSONResponse:
     oid = parse_order_id(order_id)
     if oid is None:
         return not_found()
+    bind(order_id=oid)
     try:
         order = await cancel(oid, here.journal, here.orders, CLOCK)
     except OrderNotFound:
         return not_found()
     except CancelRefused as exc:
+        log.info("cancel refused", extra={"reason": exc.reason})
         return error_response(409, "Conflict", exc.reason)
+    log.info("cancel requested", extra={"closed": order is not None})
     if order is None:
         return JSONResponse(CancelPending(orderId=oid, status="cancelling", message="cancellation requested").model_dump(), status_code=202)
     return JSONResponse(order.to_public())

@@ -19,6 +19,7 @@ from api.deps import edge
 from api.subscriptions import Item, ReplicaSubscriptions
 from engine.errors import StoreUnavailable
 from engine.ids import parse_order_id
+from engine.logs import bind
 from engine.models import iso_ms
 from engine.trail import Delivery, Message, Signal, Trail
 
@@ -162,6 +163,7 @@ async def status_stream(websocket: WebSocket, order_id: str) -> None:
     if oid is None:
         await refuse(websocket)
         return
+    bind(order_id=oid)
     here = await edge().ready()
     queue, history = await here.subscriptions.open(oid)
     try:

@@ -17,6 +17,7 @@ import asyncpg
 
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.instruments import STORE_ERRORS
 from engine.intake import NewOrder
 from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, TERMINAL_SQL
 from engine.models import Order, OrderEvent, OrderStatus, RoutingDecision
@@ -115,6 +116,7 @@ async def guard(op: Callable[[], Awaitable[T]]) -> T:
     try:
         return await op()
     except _UNAVAILABLE as exc:
+        STORE_ERRORS.inc("postgres")
         raise StoreUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -242,6 +244,7 @@ class PostgresJournal:
             async with self.pool.acquire() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
+            STORE_ERRORS.inc("postgres")
             raise StoreUnavailable("postgres", f"{type(exc).__name__}: {exc}") from exc
 
     async def ping(self) -> None:

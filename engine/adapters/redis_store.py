@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from engine.bands import Band
 from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
+from engine.instruments import STORE_ERRORS
 from engine.lifecycle import TERMINAL
 from engine.models import Order
 from engine.order_types import band_of
@@ -55,6 +56,7 @@ async def _guard(op: Callable[[], Awaitable[T]]) -> T:
     try:
         return await op()
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        STORE_ERRORS.inc("redis")
         raise StoreUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -195,6 +197,9 @@ class RedisOrders:
 
     async def queued(self) -> int:
         return int(await _guard(lambda: self.client.zcard(self.queue_key)))
+
+    async def active_count(self) -> int:
+        return int(await _guard(lambda: self.client.scard(self.active_key)))
 
     async def mark_epoch(self, epoch: str) -> None:
         await _guard(lambda: self.client.set(self.epoch_key, epoch))
