@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
+from actors.metrics import report_to, stop_reporting
 from api.app import create_app
 from api.deps import Edge, install
 from engine.gc_tuning import tune_garbage_collection
@@ -27,17 +28,22 @@ app = create_app()
 class Ingress:
     """One replica of the edge: the routes are :mod:`api.routes`; this holds the replica's :class:`Edge`."""
 
-    def __init__(self, settings: Settings, hub: Any = None, venues: dict[VenueName, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, hub: Any = None, venues: dict[VenueName, Any] | None = None, metrics: Any = None) -> None:
         setup_logging(settings.log_level)
         tune_garbage_collection()
         if hub is None or venues is None:
-            from actors.supervisor import engine_handles
+            from actors.supervisor import engine_handles, engine_metrics
 
             hub, venues = engine_handles(settings)
+            metrics = engine_metrics(settings)
         install(Edge(settings, hub, venues))
+        report_to(metrics, "Ingress", settings.metrics_push_s)
+
+    def __del__(self) -> None:
+        stop_reporting()  # a last push: the collector keeps this replica's counts and drops its gauges
 
 
-def build_app(settings: Settings, hub: Any = None, venues: dict[VenueName, Any] | None = None) -> Application:
+def build_app(settings: Settings, hub: Any = None, venues: dict[VenueName, Any] | None = None, metrics: Any = None) -> Application:
     """The application for ``settings``; without handles, each replica asks the cluster's supervisor."""
     deployment: Any = Ingress
     spread = {"max_replicas_per_node": settings.ingress_max_replicas_per_node} if settings.ingress_max_replicas_per_node else {}
@@ -47,7 +53,7 @@ def build_app(settings: Settings, hub: Any = None, venues: dict[VenueName, Any] 
         ray_actor_options={"num_cpus": 0},
         logging_config={"enable_access_log": settings.access_log},
         **spread,
-    ).bind(settings, hub, venues)
+    ).bind(settings, hub, venues, metrics)
     return built
 
 

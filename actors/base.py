@@ -1,5 +1,6 @@
 """What every engine actor does at start-up and close: JSON logs, the GC settings of a long-lived
-process, stores opened once on first use and closed by :meth:`EngineActor.close`."""
+process, stores opened once on first use and closed by :meth:`EngineActor.close`, and its metrics
+handed to the collector (:mod:`actors.metrics`) when it asks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 from engine.adapters.stores import Stores, open_stores
 from engine.gc_tuning import tune_garbage_collection
+from engine.instruments import REGISTRY
 from engine.logs import setup_logging
+from engine.metrics import Snapshot
 from engine.settings import Settings
 
 WARM_UP_S = 5.0
@@ -30,6 +33,10 @@ class EngineActor:
                 if self._stores is None:
                     self._stores = await open_stores(self._settings, min_size=min_size, max_size=max_size)
         return self._stores
+
+    def metrics_snapshot(self) -> Snapshot:
+        """This process's metrics (the collector asks at each scrape)."""
+        return REGISTRY.snapshot(type(self).__name__)
 
     async def close(self) -> None:
         if self._stores is not None:

@@ -11,6 +11,7 @@ import ray
 
 from actors.dispatcher import Dispatcher
 from actors.executor import OrderExecutor
+from actors.metrics import MetricsCollector
 from actors.placement import pool_options, singleton_options
 from actors.price_watcher import PriceWatcher
 from actors.quoter import quoter_class
@@ -41,9 +42,11 @@ class EngineActors:
     executors: list[Any]
     dispatcher: Any
     watcher: Any
+    metrics: Any = None
 
     def all(self) -> list[Any]:
-        return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub]
+        collector = [self.metrics] if self.metrics is not None else []
+        return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub, *collector]
 
 
 def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") -> EngineActors:
@@ -78,7 +81,12 @@ def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") 
     )
     if recover:
         ray.get([watcher.ensure_started.remote(), dispatcher.start.remote()])
-    return EngineActors(hub, limiter, venues, executors, dispatcher, watcher)
+    metrics = (
+        _remote(MetricsCollector)
+        .options(name=f"metrics_collector{suffix}", **_LIGHT, **singleton_options())
+        .remote(hub, limiter, dispatcher, watcher, executors, venues, gauge_ttl_s=max(30.0, 3 * settings.metrics_push_s))
+    )
+    return EngineActors(hub, limiter, venues, executors, dispatcher, watcher, metrics)
 
 
 def supervise(actors: EngineActors) -> None:

@@ -39,5 +39,9 @@ class RateLimiter:
         self.granted += taken
         return taken
 
+    def level(self) -> float:
+        """Tokens in the bucket now (the metrics' ``oee_rate_limiter_tokens``)."""
+        return self._bucket.level(self._clock.now())
+
     def stats(self) -> dict[str, float]:
         return {"granted": self.granted, "tokens": self._bucket.tokens}

@@ -46,6 +46,9 @@ class EngineSupervisor:
     def venues(self) -> dict[VenueName, Any]:
         return self._actors.venues
 
+    def metrics(self) -> Any:
+        return self._actors.metrics
+
     def actors(self) -> EngineActors:
         return self._actors
 
@@ -56,8 +59,19 @@ class EngineSupervisor:
 
 def engine_handles(settings: Settings) -> tuple[Any, dict[VenueName, Any]]:
     """The hub and venue handles of this cluster's engine, creating its supervisor if none runs yet."""
+    supervisor = _supervisor(settings)
+    hub, venues = ray.get([supervisor.hub.remote(), supervisor.venues.remote()])
+    return hub, venues
+
+
+def engine_metrics(settings: Settings) -> Any:
+    """The metrics collector of this cluster's engine (see :func:`engine_handles`)."""
+    return ray.get(_supervisor(settings).metrics.remote())
+
+
+def _supervisor(settings: Settings) -> Any:
     supervisor_class: Any = ray.remote(EngineSupervisor)
-    supervisor = supervisor_class.options(
+    return supervisor_class.options(
         name=SUPERVISOR,
         namespace=NAMESPACE,
         lifetime="detached",
@@ -66,5 +80,3 @@ def engine_handles(settings: Settings) -> tuple[Any, dict[VenueName, Any]]:
         max_concurrency=4,
         **singleton_options(),
     ).remote(settings)
-    hub, venues = ray.get([supervisor.hub.remote(), supervisor.venues.remote()])
-    return hub, venues

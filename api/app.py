@@ -6,20 +6,30 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from api import errors
-from api.routes import health, orders, sim, stream
+from api.middleware import RequestContext
+from api.routes import health, metrics, orders, sim, stream
 from engine.models import OrderRequest
 
 
+class EngineApp(FastAPI):
+    """FastAPI with :class:`api.middleware.RequestContext` outermost: outside even the handler of unexpected
+    errors, so a 500 carries its request id too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContext(super().build_middleware_stack())
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = EngineApp(
         title="Order Execution Engine",
         version="0.1.0",
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, sim.router, health.router):
+    for router in (orders.router, stream.router, sim.router, health.router, metrics.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

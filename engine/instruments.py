@@ -81,6 +81,12 @@ HTTP_SECONDS = REGISTRY.histogram(
 )
 WEBSOCKETS = REGISTRY.gauge(Metric("oee_websocket_connections", Kind.GAUGE, "Open WebSocket connections"))
 
+# series that exist from the start, so a rate over them is defined before the first event
+RETRIES.inc(by=0)
+WEBSOCKETS.set(0)
+for _store in ("redis", "postgres"):
+    STORE_ERRORS.inc(_store, by=0)
+
 # --- read live at scrape time --------------------------------------------------------------------
 
 QUEUE_DEPTH = Metric("oee_queue_depth", Kind.GAUGE, "Orders in the dispatch queue (Redis)")

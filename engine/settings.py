@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         default=False,
         description="Ray's own metrics (Prometheus export through each node's dashboard agent), for a Ray this engine starts",
     )
+    metrics_push_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often each ingress replica sends its metrics to the collector (GET /metrics)"
+    )
     ingress_drain_s: float = Field(
         default=2.0,
         ge=0,

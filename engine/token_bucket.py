@@ -35,6 +35,11 @@ class TokenBucket:
         self.tokens -= 1.0
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate_per_s
 
+    def level(self, now: float) -> float:
+        """Tokens in the bucket at ``now`` (negative while reservations wait for the refill)."""
+        self._refill(now)
+        return self.tokens
+
     def try_acquire(self, now: float) -> bool:
         """Take a token only if one is available right now."""
         self._refill(now)

@@ -96,7 +96,7 @@ def main() -> int:
         node_id = ray.get_runtime_context().get_node_id()
         actors = start_actors(settings)
         serve.start(http_options={"host": settings.host, "port": settings.port})
-        serve.run(serve_app.build_app(settings, actors.hub, actors.venues), name="oee", route_prefix="/", blocking=False)
+        serve.run(serve_app.build_app(settings, actors.hub, actors.venues, actors.metrics), name="oee", route_prefix="/", blocking=False)
         log.info("engine ready", extra={"url": f"http://{settings.host}:{settings.port}", "embedded": deps.embedded})
         print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
         while not stop.wait(2.0):
