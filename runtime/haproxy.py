@@ -25,6 +25,9 @@ def haproxy_environment(settings: Settings) -> str:
     os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     # handlers on the replica's own event loop, buffered request logs, GC frozen after start-up
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # that mode sends the replicas' stderr to Serve's own files: keep the ingress's JSON lines on stderr,
+    # where Ray forwards them to the launcher's output like every other engine process's
+    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "1")
     # Serve adds a 56-character node id below this directory and a unix socket's path must stay
     # under 107 bytes: a short directory in /tmp (left behind only by a kill -9).
     chosen = settings.haproxy_dir

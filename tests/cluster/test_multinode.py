@@ -109,6 +109,14 @@ async def test_actors_spread_over_nodes_and_orders_flow(three_nodes: ClusterRun,
         print(f"{len(ids)} orders confirmed in {took:.1f}s; orders executed per node: {by_node}")
         assert sum(by_node.values()) == len(ids)
         assert sum(1 for n in by_node.values() if n > 0) >= 2, f"only one node's executors did the work: {by_node}"
+
+        # One scrape counts every node's work: the collector (on the head) asks each executor for its metrics.
+        assert actor_nodes([actors.metrics]) == [run.head_id]
+        families = {family.metric.name: family for family in ray.get(actors.metrics.scrape.remote(None), timeout=60)}
+        counted = families["oee_orders_finished_total"].samples.get(("confirmed", "MARKET"))
+        reporting = families["oee_metrics_sources"].samples.get(("OrderExecutor",))
+        print(f"metrics: {counted} confirmed orders counted, from {reporting} executors on {len(set(executors))} nodes")
+        assert counted == len(ids) and reporting == 6
         ray.kill(probe)
     finally:
         stop_actors(actors)
