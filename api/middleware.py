@@ -9,8 +9,8 @@ that same id and echoes it on HTTP responses itself: then this middleware does n
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from collections.abc import Callable
 
 from ray.serve.context import _serve_request_context as _SERVE_CONTEXT
@@ -32,6 +32,12 @@ def serve_request_id() -> str | None:
     outside Serve."""
     context = _SERVE_CONTEXT.get()
     return getattr(context, "request_id", None) or None
+
+
+def new_request_id() -> str:
+    """32 hex digits from the process's PRNG: an id needs to be unique, not secret, and ``uuid4`` (an
+    ``os.urandom`` call) cost 5 us of the middleware's 13 us per request here."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _incoming(scope: Scope) -> str | None:
@@ -73,7 +79,7 @@ class RequestContext:
     def _request_id(self, scope: Scope) -> tuple[str, bool]:
         """The request's id, and whether this middleware must echo it (Serve echoes its own)."""
         upstream = self.upstream_id()
-        request_id = _incoming(scope) or upstream or uuid.uuid4().hex
+        request_id = _incoming(scope) or upstream or new_request_id()
         return request_id, request_id != upstream
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
