@@ -17,6 +17,7 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.base import EngineActor, warm_up
+from engine.adapters.event_log import EventLog
 from engine.adapters.stores import Stores
 from engine.batching import Pacer
 from engine.dispatch import DispatchPolicy, Round
@@ -27,6 +28,8 @@ log = logging.getLogger("actors.dispatcher")
 
 POP_BATCH = 64
 SWEEP_EVERY_S = 5.0
+SEQUENCE_EVERY_S = 0.05
+SEQUENCE_BATCH = 5_000
 
 
 class Dispatcher(EngineActor):
@@ -43,6 +46,7 @@ class Dispatcher(EngineActor):
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._sequencer: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._topping_up: asyncio.Task[None] | None = None
         self._epoch = uuid.uuid4().hex
@@ -65,6 +69,7 @@ class Dispatcher(EngineActor):
         await stores.orders.mark_epoch(self._epoch)
         self._pump = asyncio.create_task(self._pump_loop(stores))
         self._watch = asyncio.create_task(self._watch_loop(stores))
+        self._sequencer = asyncio.create_task(self._sequence_loop(EventLog(stores.pool)))
         return recovered
 
     async def _recover(self, stores: Stores, why: str) -> int:
@@ -123,6 +128,18 @@ class Dispatcher(EngineActor):
         for order in finished:
             log.warning("repairing a stale hot copy of a finished order", extra={"order_id": order.order_id, "status": order.status.value})
         await asyncio.gather(*(stores.orders.finish(order) for order in finished))  # one pipeline for them all
+
+    async def _sequence_loop(self, event_log: EventLog) -> None:
+        """Number the events written since the last round in the engine-wide log (what the account
+        streams read), as soon as they are there: again at once after a full batch, else after a pause."""
+        while True:
+            try:
+                numbered = await event_log.sequence(SEQUENCE_BATCH)
+            except StoreUnavailable as exc:
+                log.warning("event log sequencing failed", extra={"error": str(exc)})
+                numbered = 0
+            if numbered < SEQUENCE_BATCH:
+                await asyncio.sleep(SEQUENCE_EVERY_S)
 
     async def _pump_loop(self, stores: Stores) -> None:
         pacer = Pacer(self._settings.batch_window_ms / 1000)
@@ -224,7 +241,7 @@ class Dispatcher(EngineActor):
 
     async def stop(self, drain_s: float = 0.0) -> None:
         """Stop taking orders; give running ones ``drain_s`` to finish (the rest stay recoverable)."""
-        for task in (self._pump, self._watch):
+        for task in (self._pump, self._watch, self._sequencer):
             if task is not None:
                 task.cancel()
         if self._tasks and drain_s > 0:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
-from api.routes import health, orders, sim, stream
+from api.routes import events, health, orders, sim, stream
 from engine.models import OrderRequest
 
 
@@ -19,7 +19,7 @@ def create_app() -> FastAPI:
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, sim.router, health.router):
+    for router in (orders.router, stream.router, events.router, sim.router, health.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

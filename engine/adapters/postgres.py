@@ -95,6 +95,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE venue_swaps ADD COLUMN sent_at timestamptz;
         """,
     ),
+    (
+        4,
+        """
+        CREATE SEQUENCE order_event_ids;
+        ALTER TABLE order_events ADD COLUMN event_id bigint;
+        CREATE UNIQUE INDEX order_events_event_id_idx ON order_events (event_id) WHERE event_id IS NOT NULL;
+        CREATE INDEX order_events_unsequenced_idx ON order_events (created_at, order_id, seq) WHERE event_id IS NULL;
+        """,
+    ),
 )
 
 _MIGRATION_LOCK = 0x0E_E0_01
