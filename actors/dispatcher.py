@@ -40,7 +40,7 @@ class Dispatcher(EngineActor):
         self._policy = DispatchPolicy(
             executors=len(executors),
             max_concurrent=settings.max_concurrent_orders,
-            stock_size=min(settings.rate_limit_burst, POP_BATCH),
+            stock_size=min(settings.start_burst, POP_BATCH),
         )
         self._freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
