@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import events, health, orders, sim, stream
+from api.routes import events, health, market, orders, sim, stream
 from engine.models import OrderRequest
+
+CONSOLE = Path(__file__).with_name("console")
+"""The live web console (static files: no build step), served at /console/."""
 
 
 def create_app() -> FastAPI:
@@ -19,8 +24,9 @@ def create_app() -> FastAPI:
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, events.router, sim.router, health.router):
+    for router in (orders.router, stream.router, events.router, market.router, sim.router, health.router):
         app.include_router(router)
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     def openapi() -> dict[str, Any]:
         """The generated document plus the order body, which the route parses itself (to own its size and errors)."""

@@ -129,3 +129,19 @@ ERRORS: dict[int, str] = {
     422: "Idempotency-Key reused with a different body",
     503: "PostgreSQL or Redis unavailable: nothing was accepted",
 }
+
+
+class VenuePrice(BaseModel):
+    dex: str
+    price: float | None = Field(default=None, description="Spot price before fees (tokenOut per tokenIn)")
+    netPrice: float | None = Field(default=None, description="What the amount would get per tokenIn, after fees")
+    liquidity: float | None = None
+    error: str | None = Field(default=None, description="Why the venue gave no price (no pool, a fault)")
+
+
+class VenuePrices(BaseModel):
+    tokenIn: str
+    tokenOut: str
+    amount: float
+    timestamp: int = Field(description="Epoch milliseconds")
+    venues: list[VenuePrice]
