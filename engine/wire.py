@@ -8,6 +8,7 @@ inside the engine (``raydium``) and upper case here (``RAYDIUM``). Pure: no I/O,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, VenueName
@@ -33,7 +34,12 @@ def quote_key(venue: VenueName) -> str:
 
 
 def _amount(value: float) -> str:
-    return f"{value:.6g}"
+    """Six significant digits, never in exponent form: ``4481499.13`` -> ``4481499``, ``1.234567e-07`` -> ``0.000000123457``."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, 5 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def quote(q: DexQuote) -> dict[str, Any]:

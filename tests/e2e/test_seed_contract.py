@@ -44,7 +44,7 @@ def assert_seed_decision(decision: dict[str, Any], amount: float) -> None:
         assert set(quote) >= SEED_QUOTE and quote["dex"] == dex, quote
         assert all(isinstance(quote[f], float | int) for f in SEED_QUOTE - {"dex"}), quote
         assert quote["netPrice"] == pytest.approx(quote["amountOut"] / amount)  # after fees
-        assert 0 < quote["fee"] < amount * 0.01  # an amount of tokenIn (pool fees are well under 1 %)
+        assert 0 < quote["fee"] < amount * 0.05  # an amount of tokenIn, not a rate (pool fees are a few % at most)
         assert quote["price"] > quote["netPrice"]  # the pool's price before fees and impact
     # what the seed lacks, beside it: the route (selectedDex is its larger leg)
     assert decision["legs"][0]["dex"] == decision["selectedDex"]
@@ -120,9 +120,9 @@ async def test_ping_gets_the_seed_pong_and_a_cancelled_order_says_why(engine: En
             await ws.send(json.dumps({"type": "ping"}))
             seen: list[dict[str, Any]] = []
             async with asyncio.timeout(10):
-                while not seen or seen[-1].get("type") != "pong":
+                while not ({"pong", "waiting"} <= {m.get("status", m["type"]) for m in seen}):
                     seen.append(json.loads(await ws.recv()))
-            pong = seen[-1]
+            pong = next(m for m in seen if m["type"] == "pong")
             assert set(pong) == {"type", "timestamp"}
             assert_recent_ms(pong["timestamp"])
             waiting = next(m for m in seen if m.get("status") == "waiting")

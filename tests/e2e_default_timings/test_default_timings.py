@@ -28,7 +28,7 @@ async def test_one_order_at_default_timings(stores: TestStores) -> None:
         engine.discard()
         assert exit_code == 0
     at = {m["status"]: m["timestamp"] for m in messages if m.get("type") == "status"}
-    assert statuses(messages) == ["pending", "routing", "building", "submitted", "confirmed"] and code == 1000
+    assert statuses(messages) == ["pending", "routing", "building", "submitted", "confirmed"] and code == 1000, messages[-2:]
     routing_ms = at["building"] - at["routing"]
     swap_ms = at["confirmed"] - at["submitted"]
     print(f"default timings: routing {routing_ms:.0f} ms (one 200 ms quote), swap {swap_ms:.0f} ms (2000-3000 ms)")

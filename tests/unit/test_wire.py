@@ -240,6 +240,19 @@ def test_updates_without_a_decision_still_read() -> None:
     assert confirmed["message"] == "Order executed: 3 out at 1.5"
 
 
+@pytest.mark.parametrize(
+    ("amount", "price", "text"),
+    [
+        (4_481_499.129788257, 149.38330432627524, "Order executed: 4481499 USDC at 149.383"),
+        (229.9599976656689, 153.30666511044595, "Order executed: 229.96 USDC at 153.307"),
+        (0.000123456789, 1.234567e-7, "Order executed: 0.000123457 USDC at 0.000000123457"),
+    ],
+)
+def test_the_executed_text_has_six_significant_digits_and_no_exponent(amount: float, price: float, text: str) -> None:
+    confirmed = event(5, S.CONFIRMED, routing_decision=single(), tx_hash="a", execution_price=price, execution_amount=amount)
+    assert wire.status_message(confirmed)["message"] == text
+
+
 def test_an_old_building_event_renders_its_own_time_as_the_routing_time() -> None:
     message = wire.status_message(event(3, S.BUILDING, NOW_MS + 250.0, routing_decision=single(decided_at=None)))
     assert message["data"]["routingDecision"]["routingTimestamp"] == 1_764_000_000_250
