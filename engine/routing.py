@@ -77,8 +77,7 @@ def choose_route(
             smaller = min(split.share_a, 1.0 - split.share_a)
             if smaller >= MIN_LEG_SHARE and split.total > best.amount_out * (1.0 + SPLIT_MIN_GAIN):
                 rejected.pop(runner_up.venue, None)  # its share is within bounds
-                decision = _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor)
-                return decision.model_copy(update={"decided_at": now_ms})
+                return _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor, now_ms)
     if not others:
         reason = f"only {best.venue} quoted ({_fmt(best.amount_out)} {best.token_out})"
         if rejected:
@@ -110,7 +109,14 @@ def choose_route(
 
 
 def _split_decision(
-    a: DexQuote, b: DexQuote, split: Split, quotes: list[DexQuote], rejected: dict[str, str], slip: float, floor: float
+    a: DexQuote,
+    b: DexQuote,
+    split: Split,
+    quotes: list[DexQuote],
+    rejected: dict[str, str],
+    slip: float,
+    floor: float,
+    now_ms: float | None,
 ) -> RoutingDecision:
     amount = a.amount_in
     legs = [
@@ -134,4 +140,5 @@ def _split_decision(
         amount_out=split.total,
         price_impact_pct=impact,
         min_amount_out=max(split.total * slip, floor),
+        decided_at=now_ms,
     )
