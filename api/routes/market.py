@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Any
 
-from engine.wire import dex, ms
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -14,6 +13,7 @@ from api.deps import ReadyEdge
 from api.errors import error_response
 from api.schemas import VenuePrices, errors
 from engine.models import DexQuote, TokenName
+from engine.wire import dex, ms
 
 router = APIRouter(prefix="/api/market", tags=["market"])
 
