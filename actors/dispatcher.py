@@ -17,6 +17,7 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.base import EngineActor, warm_up
+from engine.adapters.event_log import EventLog
 from engine.adapters.stores import Stores
 from engine.batching import Pacer
 from engine.dispatch import DispatchPolicy, Round
@@ -27,6 +28,8 @@ log = logging.getLogger("actors.dispatcher")
 
 POP_BATCH = 64
 SWEEP_EVERY_S = 5.0
+SEQUENCE_EVERY_S = 0.05
+SEQUENCE_BATCH = 5_000
 
 
 class Dispatcher(EngineActor):
@@ -37,12 +40,13 @@ class Dispatcher(EngineActor):
         self._policy = DispatchPolicy(
             executors=len(executors),
             max_concurrent=settings.max_concurrent_orders,
-            stock_size=min(settings.rate_limit_burst, POP_BATCH),
+            stock_size=min(settings.start_burst, POP_BATCH),
         )
         self._freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._sequencer: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._topping_up: asyncio.Task[None] | None = None
         self._epoch = uuid.uuid4().hex
@@ -65,6 +69,7 @@ class Dispatcher(EngineActor):
         await stores.orders.mark_epoch(self._epoch)
         self._pump = asyncio.create_task(self._pump_loop(stores))
         self._watch = asyncio.create_task(self._watch_loop(stores))
+        self._sequencer = asyncio.create_task(self._sequence_loop(EventLog(stores.pool)))
         return recovered
 
     async def _recover(self, stores: Stores, why: str) -> int:
@@ -101,6 +106,8 @@ class Dispatcher(EngineActor):
                     await self._sweep(stores)
             except StoreUnavailable as exc:
                 log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
+            except Exception:  # the next round tries again: this loop must outlive any one failure
+                log.exception("dispatcher watch round failed")
 
     async def _sweep(self, stores: Stores) -> None:
         """Requeue open orders found neither queued nor running (a lost queue entry), and repair hot
@@ -124,6 +131,21 @@ class Dispatcher(EngineActor):
             log.warning("repairing a stale hot copy of a finished order", extra={"order_id": order.order_id, "status": order.status.value})
         await asyncio.gather(*(stores.orders.finish(order) for order in finished))  # one pipeline for them all
 
+    async def _sequence_loop(self, event_log: EventLog) -> None:
+        """Number the events written since the last round in the engine-wide log (what the account
+        streams read), as soon as they are there: again at once after a full batch, else after a pause."""
+        while True:
+            try:
+                numbered = await event_log.sequence(SEQUENCE_BATCH)
+            except StoreUnavailable as exc:
+                log.warning("event log sequencing failed", extra={"error": str(exc)})
+                numbered = 0
+            except Exception:  # the next round tries again
+                log.exception("event log sequencing failed")
+                numbered = 0
+            if numbered < SEQUENCE_BATCH:
+                await asyncio.sleep(SEQUENCE_EVERY_S)
+
     async def _pump_loop(self, stores: Stores) -> None:
         pacer = Pacer(self._settings.batch_window_ms / 1000)
         while True:
@@ -139,18 +161,35 @@ class Dispatcher(EngineActor):
                 log.warning("queue unavailable", extra={"error": str(exc)})
                 await asyncio.sleep(0.5)
                 continue
-            except Exception:
+            except Exception:  # this loop must outlive any one failure: nothing was popped, try again
                 self._policy.admit(reserved, [])
-                raise
+                log.exception("queue pop failed")
+                await asyncio.sleep(0.5)
+                continue
             pacer.carried(len(items))
             fresh = self._policy.admit(reserved, items)
             if not fresh:
                 continue
-            waits = await self._reserve(sum(1 for _, band in fresh if band.needs_token))
+            try:
+                waits = await self._reserve(sum(1 for _, band in fresh if band.needs_token))
+            except (RayActorError, ActorUnavailableError, RayTaskError) as exc:  # the limiter is restarting
+                log.warning("rate limiter unavailable; orders go back to the queue", extra={"error": type(exc).__name__})
+                await self._put_back(stores, [order_id for order_id, _ in fresh])
+                await asyncio.sleep(0.5)
+                continue
             round_ = self._policy.assign(fresh, waits)
             task = asyncio.create_task(self._run(stores, round_))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _put_back(self, stores: Stores, order_ids: list[str]) -> None:
+        """Orders popped but not handed out: free their slots and queue them again (the sweep would
+        find them otherwise, later)."""
+        self._policy.release(order_ids)
+        self._freed.set()
+        with contextlib.suppress(StoreUnavailable):
+            loads = await asyncio.gather(*(stores.journal.load(order_id) for order_id in order_ids))
+            await stores.orders.requeue([loaded[0] for loaded in loads if loaded is not None])
 
     async def _reserve(self, count: int) -> list[float]:
         """Rate-limit tokens for ``count`` orders: how long each must wait. The stock first (no limiter
@@ -224,7 +263,7 @@ class Dispatcher(EngineActor):
 
     async def stop(self, drain_s: float = 0.0) -> None:
         """Stop taking orders; give running ones ``drain_s`` to finish (the rest stay recoverable)."""
-        for task in (self._pump, self._watch):
+        for task in (self._pump, self._watch, self._sequencer):
             if task is not None:
                 task.cancel()
         if self._tasks and drain_s > 0:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from api import errors
 from api.middleware import RequestContext
-from api.routes import health, metrics, orders, sim, stream
+from api.routes import events, health, market, metrics, orders, sim, stream
 from engine.models import OrderRequest
+
+CONSOLE = Path(__file__).with_name("console")
+"""The live web console (static files: no build step), served at /console/."""
 
 
 class EngineApp(FastAPI):
@@ -29,8 +34,9 @@ def create_app() -> FastAPI:
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, sim.router, health.router, metrics.router):
+    for router in (orders.router, stream.router, events.router, market.router, sim.router, health.router, metrics.router):
         app.include_router(router)
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     def openapi() -> dict[str, Any]:
         """The generated document plus the order body, which the route parses itself (to own its size and errors)."""

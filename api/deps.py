@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from api.feed import EventFeed
 from api.subscriptions import ReplicaSubscriptions
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
-from engine.adapters.stores import Stores, open_stores
+from engine.adapters.stores import Stores, open_stores, urls
 from engine.intake import OrderIntake
 from engine.models import VenueName
 from engine.settings import Settings
@@ -37,6 +38,7 @@ class Edge:
         self._lock = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
         self._prefetch: asyncio.Future[bool] | None = None
+        self._feed: EventFeed | None = None
 
     @property
     def stores(self) -> Stores:
@@ -98,7 +100,17 @@ class Edge:
         self.tradable = pairs
         return changed
 
+    async def event_feed(self) -> EventFeed:
+        """The replica's reader of the event log, started by the first account stream."""
+        if self._feed is None:
+            database_url, _ = urls(self.settings)
+            self._feed = EventFeed(self.stores.pool, database_url)
+        await self._feed.start()
+        return self._feed
+
     async def close(self) -> None:
+        if self._feed is not None:
+            await self._feed.stop()
         await self.subscriptions.stop()
         if self._stores is not None:
             await self._stores.close()

@@ -9,6 +9,7 @@ that same id and echoes it on HTTP responses itself: then this middleware does n
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections.abc import Callable
@@ -54,13 +55,17 @@ def _incoming(scope: Scope) -> str | None:
 
 def route_of(scope: Scope) -> str:
     """The matched route's path template (``/api/orders/{order_id}``), or :data:`UNMATCHED`. FastAPI names
-    only its API routes in the scope; another matched route (``/docs``, ``/openapi.json``) has a fixed path."""
+    only its API routes in the scope: another matched route (``/docs``, ``/openapi.json``) has a fixed
+    path, and a mounted app (the console's files) is labelled by its prefix (``/console/{path}``)."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
         return path
-    if scope.get("endpoint") is not None:
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return UNMATCHED
+    if inspect.isroutine(endpoint):
         return str(scope["path"])
-    return UNMATCHED
+    return f"{scope.get('root_path', '')}/{{path}}"
 
 
 class RequestContext:

@@ -92,7 +92,7 @@ for _store in ("redis", "postgres"):
 QUEUE_DEPTH = Metric("oee_queue_depth", Kind.GAUGE, "Orders in the dispatch queue (Redis)")
 OPEN_ORDERS = Metric("oee_open_orders", Kind.GAUGE, "Orders not yet terminal (Redis active set)")
 RATE_LIMITER_TOKENS = Metric(
-    "oee_rate_limiter_tokens", Kind.GAUGE, "Tokens in the rate limiter's bucket (negative: starts reserved ahead of the refill)"
+    "oee_rate_limiter_tokens", Kind.GAUGE, "Order starts the rate limiter would allow now (negative: starts reserved ahead)"
 )
 ORDERS_RUNNING = Metric("oee_orders_running", Kind.GAUGE, "Orders holding an execution slot (the dispatcher's count)")
 ORDERS_WAITING = Metric("oee_orders_waiting", Kind.GAUGE, "LIMIT and SNIPER orders the price watcher holds")

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     # Admission
     max_concurrent_orders: int = Field(default=10, ge=1)
     rate_limit_per_minute: float = Field(default=100.0, gt=0)
-    rate_limit_burst: int = Field(default=10, ge=1)
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="Most order starts at one moment; default: the whole per-minute allowance"
+    )
     executor_pool_size: int = Field(default=1, ge=1, description="OrderExecutor actors in the cluster: one per node is efficient")
     batch_window_ms: float = Field(
         default=40.0,
@@ -96,6 +98,11 @@ class Settings(BaseSettings):
         description="HAProxy mode: how long a stopping replica keeps accepting so HAProxy can take it out (Serve's default: 30 s)",
     )
     log_level: str = "INFO"
+
+    @property
+    def start_burst(self) -> int:
+        """The burst the start limit allows: ``rate_limit_burst``, by default the whole minute's allowance."""
+        return self.rate_limit_burst if self.rate_limit_burst is not None else max(1, round(self.rate_limit_per_minute))
 
     @field_validator("swap_latency_ms", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ReadyEdge
 from api.schemas import Health
-from engine.models import iso_ms
+from engine import wire
 
 router = APIRouter(tags=["health"])
 
@@ -37,5 +37,5 @@ async def health(here: ReadyEdge) -> JSONResponse:
     results = await asyncio.gather(_probe(here.orders.ping()), _probe(here.journal.ping()), _probe(here.hub.stats.remote()))
     checks = dict(zip(names, results, strict=True))
     failing = [name for name, state in checks.items() if state != "ok"]
-    report = Health(status="degraded" if failing else "ok", timestamp=iso_ms(time.time() * 1000), checks=checks, failing=failing or None)
+    report = Health(status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, failing=failing or None)
     return JSONResponse(report.model_dump(exclude_none=True), status_code=503 if failing else 200)

@@ -13,7 +13,8 @@ from pydantic_core import PydanticCustomError
 
 from api.deps import ReadyEdge, edge, serve_request_key
 from api.errors import EdgeError, error_response, not_found, rejected
-from api.schemas import CancelPending, OrderAccepted, OrderPage, OrderView, errors
+from api.schemas import ActiveOrder, CancelPending, OrderAccepted, OrderPage, errors
+from engine import wire
 from engine.cancellation import CancelRefused, cancel
 from engine.clock import SystemClock
 from engine.errors import OrderNotFound
@@ -90,18 +91,18 @@ async def execute(request: Request) -> JSONResponse:
     return JSONResponse({"orderId": outcome.order_id, "status": "pending", "message": message}, status_code=202)
 
 
-@router.get("/{order_id}", response_model=OrderView, responses=errors(404, 503), summary="An order's current state")
+@router.get("/{order_id}", response_model=ActiveOrder, responses=errors(404, 503), summary="An order's current state")
 async def get_order(order_id: str, here: ReadyEdge) -> JSONResponse:
     oid = parse_order_id(order_id)
     order = await find_order(oid, here.orders, here.journal) if oid is not None else None
     if order is None:
         return not_found()
-    return JSONResponse(order.to_public())
+    return JSONResponse(wire.active_order(order))
 
 
 @router.delete(
     "/{order_id}",
-    response_model=OrderView,
+    response_model=ActiveOrder,
     responses={202: {"model": CancelPending, "description": "Cancel recorded; the order has not closed yet"}, **errors(404, 409, 503)},
     summary="Cancel an order that has not been submitted to a venue yet",
 )
@@ -120,7 +121,7 @@ async def cancel_order(order_id: str, here: ReadyEdge) -> JSONResponse:
     log.info("cancel requested", extra={"closed": order is not None})
     if order is None:
         return JSONResponse(CancelPending(orderId=oid, status="cancelling", message="cancellation requested").model_dump(), status_code=202)
-    return JSONResponse(order.to_public())
+    return JSONResponse(wire.active_order(order))
 
 
 def _cursor(raw: str) -> str:
@@ -152,4 +153,4 @@ async def list_orders(
         before=decode_cursor(cursor) if cursor else None,
     )
     next_cursor = encode_cursor(orders[-1]) if len(orders) == limit else None
-    return JSONResponse({"orders": [o.to_public() for o in orders], "nextCursor": next_cursor})
+    return JSONResponse({"orders": [wire.active_order(o) for o in orders], "nextCursor": next_cursor})

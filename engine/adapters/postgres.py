@@ -19,7 +19,7 @@ from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.instruments import STORE_ERRORS
 from engine.intake import NewOrder
-from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, TERMINAL_SQL
+from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, REPEATS_DECISION, TERMINAL_SQL
 from engine.models import Order, OrderEvent, OrderStatus, RoutingDecision
 
 log = logging.getLogger("engine.postgres")
@@ -94,6 +94,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         3,
         """
         ALTER TABLE venue_swaps ADD COLUMN sent_at timestamptz;
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE SEQUENCE order_event_ids;
+        ALTER TABLE order_events ADD COLUMN event_id bigint;
+        CREATE UNIQUE INDEX order_events_event_id_idx ON order_events (event_id) WHERE event_id IS NOT NULL;
+        CREATE INDEX order_events_unsequenced_idx ON order_events (created_at, order_id, seq) WHERE event_id IS NULL;
         """,
     ),
 )
@@ -377,14 +386,15 @@ class PostgresJournal:
         """One statement: every event of the batch, and one state update per order. Answers, for
         each claiming write, whether its order is claimed.
 
-        The routing decision is sent only by a write whose events carry one (``Order.apply`` changes
-        it only then): after ``building`` it is the largest field of the row, and rewriting it on
-        ``submitted`` and ``confirmed`` doubled the statement's work.
+        The routing decision is sent only by a write whose events set one (``building``, or a failure
+        after a re-quote; ``submitted`` and ``confirmed`` only repeat it, :data:`REPEATS_DECISION`):
+        after ``building`` it is the largest field of the row, and rewriting it on ``submitted`` and
+        ``confirmed`` doubled the statement's work.
         """
         orders: list[list[object]] = [[] for _ in range(15)]
         events: list[list[object]] = [[] for _ in range(5)]
         for order, written, claim in batch:
-            decided = any(event.routing_decision is not None for event in written)
+            decided = any(event.routing_decision is not None and event.status not in REPEATS_DECISION for event in written)
             row = (
                 order.order_id,
                 order.status.value,

@@ -136,6 +136,17 @@ def test_requests_are_counted_by_route_template_method_and_status() -> None:
     assert HTTP_SECONDS.value("/things/{thing_id}", "GET").count == before["timed"] + 2
 
 
+def test_routes_without_a_template_get_a_bounded_label() -> None:
+    client = TestClient(create_app())
+    before = HTTP_REQUESTS.value("/console/{path}", "GET", "404")
+    for name in ("a.js", "b.js", "c/d.css"):
+        client.get(f"/console/{name}")  # files the console does not have: one label for them all
+    assert HTTP_REQUESTS.value("/console/{path}", "GET", "404") == before + 3
+    docs = HTTP_REQUESTS.value("/docs", "GET", "200")
+    client.get("/docs")
+    assert HTTP_REQUESTS.value("/docs", "GET", "200") == docs + 1
+
+
 def test_metrics_answer_prometheus_text_with_this_process_alone_without_a_collector() -> None:
     client = TestClient(create_app())
     client.get("/openapi.json")
