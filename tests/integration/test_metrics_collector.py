@@ -24,7 +24,7 @@ STAGES = ("queue_wait", "routing", "building", "landing", "end_to_end")
 async def submit(intake: OrderIntake, count: int) -> list[str]:
     ids = []
     for _ in range(count):
-        outcome = await intake.submit(OrderRequest(token_in="SOL", token_out="USDC", amount=1.0), time.time() * 1000)
+        outcome = await intake.submit(OrderRequest(token_in="SOL", token_out="USDC", amount=1.0, order_type="MARKET"), time.time() * 1000)
         assert isinstance(outcome, Accepted)
         ids.append(outcome.order_id)
     return ids
