@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from engine.adapters.stores import urls
 from engine.batching import Pacer
 from engine.clock import SystemClock
 from engine.errors import EngineError, TransientVenueError, VenueError
@@ -48,8 +49,8 @@ class VenueQuoter:
         if self._venue is None:
             async with self._lock:
                 if self._venue is None:
-                    assert self._settings.database_url is not None
-                    context = VenueContext(self._settings, self._settings.database_url, SystemClock())
+                    database_url, _ = urls(self._settings)
+                    context = VenueContext(self._settings, database_url, SystemClock())
                     self._venue = await self._spec.factory()(self._spec.name, context)
         return self._venue
 

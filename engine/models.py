@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from engine.accounts import LOCAL_ACCOUNT
 from engine.tokens import canonical_token
 
 MAX_AMOUNT = 1e12
@@ -202,6 +203,8 @@ class Order(CamelModel):
     expired_at: float | None = None
     cancel_requested: bool = Field(default=False, exclude=True)
     triggered_at: float | None = Field(default=None, exclude=True)
+    account: str = Field(default=LOCAL_ACCOUNT, description="The account the order belongs to (the submitting key's)")
+    notional_usd: float | None = Field(default=None, description="Its USD value at acceptance, for the account's open notional")
 
     def apply(self, event: OrderEvent) -> Order:
         """The order after ``event`` (a pure fold: the lifecycle check is the caller's)."""
@@ -228,6 +231,8 @@ class Order(CamelModel):
 
     def to_public(self) -> dict[str, Any]:
         body = self.to_json_dict()
+        for private in ("account", "notionalUsd"):  # kept in the stores, not in the order's public body
+            body.pop(private, None)
         for key in ("submittedAt", "executedAt", "failedAt", "cancelledAt", "expiredAt", "expiresAt"):
             if key in body:
                 body[key] = iso_ms(body[key])

@@ -60,7 +60,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     deps = resolve_dependencies(settings)
-    settings = settings.model_copy(update={"redis_url": deps.redis_url, "database_url": deps.database_url})
+    settings = settings.with_store_urls(deps.redis_url, deps.database_url)
     actors = None
     node_id: str | None = None
     ray_gone = False

@@ -7,6 +7,8 @@ Keys (all under the configured prefix):
 * ``queue``       sorted set of ids waiting for an executor, in bands (:class:`engine.bands.Band`), FIFO within a band
 * ``sim_pairs``   pairs listed at runtime through the simulation admin routes
 * ``epoch``       written at start-up; if it vanishes, Redis was restarted empty and is rebuilt from PostgreSQL
+* ``acct:open:<account>``  hash of the account's open orders (id -> "reserved ms:USD value"): its open-order cap
+  and open notional (:mod:`engine.adapters.admission_store`), kept here at accept, requeue and finish
 
 Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is.
 """
@@ -33,6 +35,11 @@ T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
 _BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
+
+
+def account_open_key(prefix: str, account: str) -> str:
+    """The account's open orders: id -> ``"<reserved ms>:<USD value>"`` (:mod:`engine.adapters.admission_store`)."""
+    return f"{prefix}acct:open:{account}"
 
 
 def queue_score(order: Order) -> float:
@@ -76,6 +83,13 @@ class RedisOrders:
     def order_key(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
 
+    def open_key(self, account: str) -> str:
+        return account_open_key(self.prefix, account)
+
+    @staticmethod
+    def open_entry(order: Order) -> str:
+        return f"{order.submitted_at!r}:{(order.notional_usd or 0.0)!r}"
+
     async def ping(self) -> None:
         await _guard(self.client.ping)
 
@@ -89,6 +103,7 @@ class RedisOrders:
             async with self.client.pipeline(transaction=True) as pipe:
                 for order in orders:
                     pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                    pipe.hsetnx(self.open_key(order.account), order.order_id, self.open_entry(order))
                 pipe.sadd(self.active_key, *(o.order_id for o in orders))
                 pipe.zadd(self.queue_key, {o.order_id: queue_score(o) for o in orders}, nx=True)
                 await pipe.execute()
@@ -111,6 +126,7 @@ class RedisOrders:
                 for order in batch:
                     pipe.set(self.order_key(order.order_id), order.model_dump_json(), nx=True)
                     pipe.sadd(self.active_key, order.order_id)
+                    pipe.hsetnx(self.open_key(order.account), order.order_id, self.open_entry(order))
                     pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
                 await pipe.execute()
             return len(batch)
@@ -133,6 +149,7 @@ class RedisOrders:
                 for order in orders:
                     if order.status in TERMINAL:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
+                        pipe.hdel(self.open_key(order.account), order.order_id)
                         done.append(order.order_id)
                     else:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json())
