@@ -104,7 +104,7 @@ def test_the_admin_key_is_compared_as_a_hash() -> None:
 
 
 def test_limits_default_from_settings_and_take_overrides() -> None:
-    limits = Settings(_env_file=None).account_limits()  # type: ignore[call-arg]
+    limits = Settings(_env_file=None).account_limits()
     assert (limits.rate_per_second, limits.rate_burst, limits.max_open_orders, limits.max_streams) == (50.0, 100, 1000, 100)
     assert (limits.max_order_notional_usd, limits.max_depth_share, limits.max_open_notional_usd) == (1e6, 0.1, 1e7)
     custom = limits.with_overrides({"rate_per_second": 2.0, "max_open_orders": 3, "nonsense": 1, "max_streams": None})
@@ -117,7 +117,7 @@ def test_settings_keep_secrets_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OEE_DATABASE_URL", "postgresql://oee:hunter2@db:5432/oee")
     monkeypatch.setenv("OEE_REDIS_URL", "redis://:hunter2@cache:6379/0")
     monkeypatch.setenv("OEE_ADMIN_KEY", "s" * 40)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert "hunter2" not in repr(settings) and "s" * 40 not in repr(settings) and "hunter2" not in str(settings.model_dump())
     from engine.adapters.stores import urls
 
@@ -129,17 +129,17 @@ def test_settings_keep_secrets_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_short_admin_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OEE_ADMIN_KEY", "short")
     with pytest.raises(ValueError, match="at least 32"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_cors_origins_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OEE_CORS_ORIGINS", "https://a.example/, https://b.example:8443")
-    assert Settings(_env_file=None).cors_origins == ["https://a.example", "https://b.example:8443"]  # type: ignore[call-arg]
+    assert Settings(_env_file=None).cors_origins == ["https://a.example", "https://b.example:8443"]
 
 
 def test_streams_leave_room_for_http_on_a_replica() -> None:
-    assert Settings(_env_file=None).stream_cap_per_replica() == 1800  # type: ignore[call-arg]
-    assert Settings(_env_file=None, max_ongoing_requests=100, max_streams_per_replica=500).stream_cap_per_replica() == 100  # type: ignore[call-arg]
+    assert Settings(_env_file=None).stream_cap_per_replica() == 1800
+    assert Settings(_env_file=None, max_ongoing_requests=100, max_streams_per_replica=500).stream_cap_per_replica() == 100
 
 
 # --------------------------------------------------------------------------- admission arithmetic
