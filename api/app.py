@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import errors
-from api.routes import events, health, orders, sim, stream
+from api.auth import LazyCORS
+from api.routes import admin, events, health, keys, orders, sim, stream
 from engine.models import OrderRequest
 
 
@@ -19,7 +20,8 @@ def create_app() -> FastAPI:
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, events.router, sim.router, health.router):
+    app.add_middleware(LazyCORS)
+    for router in (orders.router, stream.router, events.router, keys.router, admin.router, sim.router, health.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:
@@ -31,11 +33,23 @@ def create_app() -> FastAPI:
                 schema["components"]["schemas"][name] = definition
             schema["components"]["schemas"]["OrderRequest"] = body_schema
             _no_default_422(schema)
+            _auth_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _auth_errors(schema: dict[str, Any]) -> None:
+    """Every operation that takes a key may answer 401 (no or a bad key) and 403 (a key without the scope)."""
+    error_body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("security"):
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("401", {"description": "No key, or an unknown or revoked one", **error_body})
+                responses.setdefault("403", {"description": "The key lacks the scope", **error_body})
 
 
 def _no_default_422(schema: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -152,6 +153,16 @@ class Settings(BaseSettings):
             )
         return value
 
+    def protection_problem(self) -> str | None:
+        """Why the engine must not start as configured: open (no admin key) on an address others can reach."""
+        if self.admin_key is None and not is_loopback(self.host):
+            return (
+                f"refusing to start: OEE_HOST={self.host} is not a loopback address and OEE_ADMIN_KEY is not set, so anyone "
+                "who can reach the engine could trade. Set OEE_ADMIN_KEY to a secret of at least 32 characters (for example "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or bind OEE_HOST=127.0.0.1 for local use."
+            )
+        return None
+
     def stream_cap_per_replica(self) -> int:
         """Streams one replica takes: ``max_streams_per_replica``, else max_ongoing_requests minus a tenth."""
         if self.max_streams_per_replica is not None:
@@ -207,6 +218,16 @@ class Settings(BaseSettings):
             max_delay_s=self.retry_max_delay_ms / 1000,
             jitter=0.1,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` a loopback address (``127.0.0.0/8``, ``::1``) or ``localhost``?"""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def reveal(value: SecretStr | str | None) -> str | None:

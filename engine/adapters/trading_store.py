@@ -31,6 +31,7 @@ from engine.adapters.postgres import guard
 from engine.adapters.redis_store import _BAND_SPAN, RedisOrders
 from engine.bands import Band
 from engine.errors import StoreUnavailable
+from engine.models import Order
 from engine.trading_state import GLOBAL, ScopeState, TradingState, TradingStates, pair_scope
 
 log = logging.getLogger("engine.trading_store")
@@ -274,13 +275,28 @@ class DispatchGate:
     async def blocked(self, order_id: str) -> bool:
         """Should this order, about to run, wait instead (its scope is halted)? One cached read of the
         state; the order's hot copy is read only while something is halted."""
+        return await self._blocking(order_id) is not None
+
+    async def hold(self, order_id: str) -> bool:
+        """If the order's scope is halted, put it back in the queue (where the next pop keeps or parks it)
+        instead of running it; True if held. An order whose hot copy is missing is left to the sweep."""
+        found = await self._blocking(order_id)
+        if found is None:
+            return False
+        if not isinstance(found, bool):
+            await self.orders.requeue([found])
+        log.info("order held: its trading scope is halted", extra={"order_id": order_id})
+        return True
+
+    async def _blocking(self, order_id: str) -> Order | bool | None:
+        """None if the order may run; else the order (its hot copy), or True if it was not found."""
         states = await self.store.states(max_age_s=0.1)
         if not states.halted:
-            return False
-        if states.globally is not None:
-            return True
+            return None
         order = await self.orders.get(order_id)
-        return order is not None and states.blocks(order.token_in, order.token_out)
+        if order is None:
+            return True if states.globally is not None else None
+        return order if states.blocks(order.token_in, order.token_out) else None
 
 
 def _state(row: asyncpg.Record) -> ScopeState:
