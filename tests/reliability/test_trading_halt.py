@@ -15,7 +15,7 @@ import pytest
 from tests.reliability.conftest import Stacks
 from tests.reliability.helpers import audit, statuses, wait_terminal
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # two engine starts: 60-120 s each on a busy machine
 
 ADMIN_KEY = secrets.token_urlsafe(32)
 ENV = {
