@@ -4,7 +4,8 @@ Keys (under the engine's prefix):
 
 * ``acct:rate:<account>``     the account's token bucket (``tokens``, ``ts`` in ms); expires when idle
 * ``acct:open:<account>``     the account's open orders: id -> ``"<reserved ms>:<USD value>"`` (reserved here,
-  kept by :class:`engine.adapters.redis_store.RedisOrders` at accept, requeue and finish)
+  kept by :class:`engine.adapters.redis_store.RedisOrders` at accept, requeue and finish), and
+  ``acct:open_usd:<account>`` their USD total: admission reads two values, whatever the account holds
 * ``acct:revoked``            ids of revoked keys (a submission with one is refused even before this replica
   hears of the revocation)
 * ``acct:streams:<account>``  the account's open WebSockets: stream id -> expiry (ms); replicas refresh theirs
@@ -17,6 +18,7 @@ it is pruned when the account next reaches a cap.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -27,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.accounts import AccountLimits
-from engine.adapters.redis_store import account_open_key
+from engine.adapters.redis_store import OPEN_REMOVE, account_open_key, account_open_usd_key
 from engine.admission import Admission, Verdict
 from engine.errors import StoreUnavailable
 from engine.trading_state import ScopeState
@@ -64,29 +66,28 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 local queued = redis.call('ZCARD', KEYS[4])
 if queued >= tonumber(ARGV[7]) then return {5, tostring(tokens), queued} end
 local function tally()
-  local values = redis.call('HVALS', KEYS[3])
-  local usd = 0
-  for _, v in ipairs(values) do
-    usd = usd + (tonumber(string.match(v, ':(.*)$')) or 0)
-  end
-  return #values, usd
+  return redis.call('HLEN', KEYS[3]), tonumber(redis.call('GET', KEYS[8]) or '0') or 0
 end
 local count, usd = tally()
 local max_open, max_usd, order_usd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[9])
 if (count >= max_open or usd + order_usd > max_usd) and redis.call('SET', KEYS[7], '1', 'NX', 'PX', 1000) then
+  -- at a cap: drop reservations whose order never arrived (at most once a second per account)
   local entries = redis.call('HGETALL', KEYS[3])
   local grace = now - tonumber(ARGV[10])
   for i = 1, #entries, 2 do
     local reserved = tonumber(string.match(entries[i + 1], '^([^:]*)')) or 0
     if reserved < grace and redis.call('SISMEMBER', KEYS[5], entries[i]) == 0 then
       redis.call('HDEL', KEYS[3], entries[i])
+      redis.call('INCRBYFLOAT', KEYS[8], -(tonumber(string.match(entries[i + 1], ':(.*)$')) or 0))
     end
   end
+  if redis.call('HLEN', KEYS[3]) == 0 then redis.call('DEL', KEYS[8]) end
   count, usd = tally()
 end
 if count >= max_open then return {6, tostring(tokens), count, tostring(usd)} end
 if usd + order_usd > max_usd then return {7, tostring(tokens), count, tostring(usd)} end
 redis.call('HSET', KEYS[3], ARGV[8], now .. ':' .. ARGV[9])
+redis.call('INCRBYFLOAT', KEYS[8], ARGV[9])
 return {0, tostring(tokens), count + 1, tostring(usd + order_usd)}
 """
 
@@ -134,12 +135,13 @@ class AdmissionStore:
         self._admit = client.register_script(_ADMIT)
         self._open_stream = client.register_script(_OPEN_STREAM)
         self._refresh = client.register_script(_REFRESH_STREAMS)
+        self._remove = client.register_script(OPEN_REMOVE)
 
     def rate_key(self, account: str) -> str:
         return f"{self.prefix}acct:rate:{account}"
 
-    def open_key(self, account: str) -> str:
-        return account_open_key(self.prefix, account)
+    def open_keys(self, account: str) -> list[str]:
+        return [account_open_key(self.prefix, account), account_open_usd_key(self.prefix, account)]
 
     def streams_key(self, account: str) -> str:
         return f"{self.prefix}acct:streams:{account}"
@@ -160,11 +162,12 @@ class AdmissionStore:
         keys = [
             self.state_key,
             self.rate_key(account),
-            self.open_key(account),
+            account_open_key(self.prefix, account),
             self.queue_key,
             self.active_key,
             self.revoked_key,
             f"{self.prefix}acct:pruned:{account}",
+            account_open_usd_key(self.prefix, account),
         ]
         args = [
             key_id,
@@ -194,15 +197,16 @@ class AdmissionStore:
 
     async def release(self, account: str, order_id: str) -> None:
         """Undo a reservation whose order was not stored (refused, or an idempotent replay)."""
-        await guarded(lambda: self.client.hdel(self.open_key(account), order_id))
+        await guarded(lambda: self._remove(keys=self.open_keys(account), args=[order_id]))
 
     async def revoke(self, key_id: str) -> None:
         await guarded(lambda: self.client.sadd(self.revoked_key, key_id))
 
     async def open_orders(self, account: str) -> tuple[int, float]:
         """How many orders the account holds open and their USD value (reservations included)."""
-        values = await guarded(lambda: self.client.hvals(self.open_key(account)))
-        return len(values), sum(float(_text(v).partition(":")[2] or 0) for v in values)
+        open_key, usd_key = self.open_keys(account)
+        count, usd = await guarded(lambda: asyncio.gather(self.client.hlen(open_key), self.client.get(usd_key)))
+        return int(count), float(_text(usd)) if usd is not None else 0.0
 
     # -- streams ------------------------------------------------------------------------------
 
