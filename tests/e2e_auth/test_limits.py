@@ -5,8 +5,11 @@ denials with their codes (nothing stored), and the stream caps and message limit
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
+import socket
 import time
 
 import asyncpg
@@ -147,3 +150,64 @@ async def test_streams_per_account_and_incoming_messages_are_limited(engine: Eng
         await second.close()
         await viewer.client.delete(f"/api/orders/{order_id}")
     print("\nstreams: a third stream of an account capped at 2 -> 4429; a 5 KB message -> 1008; 30 pings at once -> 1008")
+
+
+def _silent_peer(port: int, path: str, key: str, timeout_s: float) -> tuple[float | None, float | None]:
+    """Open a WebSocket by hand and never answer: (seconds to the server's first ping, seconds until it
+    dropped the connection), None where it did not happen within ``timeout_s``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {key}\r\n\r\n"
+            ).encode()
+        )
+        started = time.monotonic()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101"), data[:200]
+        data = data.split(b"\r\n\r\n", 1)[1]
+        first_ping: float | None = None
+        while time.monotonic() - started < timeout_s:
+            sock.settimeout(max(0.1, timeout_s - (time.monotonic() - started)))
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                return first_ping, time.monotonic() - started
+            if not chunk:
+                return first_ping, time.monotonic() - started
+            data += chunk
+            while len(data) >= 2:  # server frames are unmasked; small ones carry their length in byte 2
+                opcode, length = data[0] & 0x0F, data[1] & 0x7F
+                if length > 125 or len(data) < 2 + length:
+                    break
+                if opcode == 0x9 and first_ping is None:
+                    first_ping = time.monotonic() - started
+                if opcode == 0x8:
+                    return first_ping, time.monotonic() - started
+                data = data[2 + length :]
+        return first_ping, None
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(engine: EngineProcess, accounts: Accounts) -> None:
+    viewer = await accounts.new("silent", maxStreams=1)
+    order_id = (await viewer.client.post("/api/orders/execute", json=WAITING)).json()["orderId"]
+    try:
+        first_ping, dropped = await asyncio.to_thread(_silent_peer, engine.port, f"/api/orders/{order_id}/status", viewer.key, 120.0)
+        assert first_ping is not None and first_ping <= 30, first_ping
+        assert dropped is not None and dropped <= 90, dropped
+        deadline = time.monotonic() + 30  # its stream slot (the account's only one) is free again
+        while True:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async with websockets.connect(f"{engine.ws_url}/api/orders/{order_id}/status", additional_headers=bearer(viewer.key)) as ws:
+                    if json.loads(await ws.recv())["type"] == "connected":
+                        break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.5)
+    finally:
+        await viewer.client.delete(f"/api/orders/{order_id}")
+    print(f"\nkeep-alive: first ping after {first_ping:.1f} s; a peer that never answered was dropped after {dropped:.1f} s")
