@@ -53,7 +53,7 @@ def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") 
     limiter = (
         _remote(RateLimiter)
         .options(name=f"rate_limiter{suffix}", **_LIGHT, **singleton_options())
-        .remote(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        .remote(settings.rate_limit_per_minute, settings.start_burst)
     )
     venues = {
         spec.name: _remote(quoter_class(spec.name))

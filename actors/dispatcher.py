@@ -41,7 +41,7 @@ class Dispatcher(EngineActor):
         self._policy = DispatchPolicy(
             executors=len(executors),
             max_concurrent=settings.max_concurrent_orders,
-            stock_size=min(settings.rate_limit_burst, POP_BATCH),
+            stock_size=min(settings.start_burst, POP_BATCH),
         )
         self._freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,6 +108,8 @@ class Dispatcher(EngineActor):
                     await self._sweep(stores)
             except StoreUnavailable as exc:
                 log.warning("redis or postgres unavailable during watch", extra={"error": str(exc)})
+            except Exception:  # the next round tries again: this loop must outlive any one failure
+                log.exception("dispatcher watch round failed")
 
     async def _sweep(self, stores: Stores) -> None:
         """Requeue open orders found neither queued nor running (a lost queue entry), and repair hot
@@ -140,6 +142,9 @@ class Dispatcher(EngineActor):
             except StoreUnavailable as exc:
                 log.warning("event log sequencing failed", extra={"error": str(exc)})
                 numbered = 0
+            except Exception:  # the next round tries again
+                log.exception("event log sequencing failed")
+                numbered = 0
             if numbered < SEQUENCE_BATCH:
                 await asyncio.sleep(SEQUENCE_EVERY_S)
 
@@ -158,18 +163,35 @@ class Dispatcher(EngineActor):
                 log.warning("queue unavailable", extra={"error": str(exc)})
                 await asyncio.sleep(0.5)
                 continue
-            except Exception:
+            except Exception:  # this loop must outlive any one failure: nothing was popped, try again
                 self._policy.admit(reserved, [])
-                raise
+                log.exception("queue pop failed")
+                await asyncio.sleep(0.5)
+                continue
             pacer.carried(len(items))
             fresh = self._policy.admit(reserved, items)
             if not fresh:
                 continue
-            waits = await self._reserve(sum(1 for _, band in fresh if band.needs_token))
+            try:
+                waits = await self._reserve(sum(1 for _, band in fresh if band.needs_token))
+            except (RayActorError, ActorUnavailableError, RayTaskError) as exc:  # the limiter is restarting
+                log.warning("rate limiter unavailable; orders go back to the queue", extra={"error": type(exc).__name__})
+                await self._put_back(stores, [order_id for order_id, _ in fresh])
+                await asyncio.sleep(0.5)
+                continue
             round_ = self._policy.assign(fresh, waits)
             task = asyncio.create_task(self._run(stores, round_))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _put_back(self, stores: Stores, order_ids: list[str]) -> None:
+        """Orders popped but not handed out: free their slots and queue them again (the sweep would
+        find them otherwise, later)."""
+        self._policy.release(order_ids)
+        self._freed.set()
+        with contextlib.suppress(StoreUnavailable):
+            loads = await asyncio.gather(*(stores.journal.load(order_id) for order_id in order_ids))
+            await stores.orders.requeue([loaded[0] for loaded in loads if loaded is not None])
 
     async def _reserve(self, count: int) -> list[float]:
         """Rate-limit tokens for ``count`` orders: how long each must wait. The stock first (no limiter

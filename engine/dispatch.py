@@ -101,6 +101,10 @@ class DispatchPolicy:
         pending = iter(waits)
         return Round(index, [(order_id, next(pending) if band.needs_token else 0.0) for order_id, band in fresh])
 
+    def release(self, order_ids: Iterable[str]) -> None:
+        """Admitted orders that were not handed out (they go back to the queue): their slots are free."""
+        self.running.difference_update(order_ids)
+
     def finished(self, executor: int, order_id: str) -> None:
         """A run ended (answered or lost): its slot is free."""
         self._load[executor] -= 1

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     # Admission
     max_concurrent_orders: int = Field(default=10, ge=1)
     rate_limit_per_minute: float = Field(default=100.0, gt=0)
-    rate_limit_burst: int = Field(default=10, ge=1)
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="Most order starts at one moment; default: the whole per-minute allowance"
+    )
     executor_pool_size: int = Field(default=1, ge=1, description="OrderExecutor actors in the cluster: one per node is efficient")
     batch_window_ms: float = Field(
         default=40.0,
@@ -184,6 +186,11 @@ class Settings(BaseSettings):
     def with_store_urls(self, redis_url: str, database_url: str) -> Settings:
         """These settings with resolved store URLs (kept secret)."""
         return self.model_copy(update={"redis_url": SecretStr(redis_url), "database_url": SecretStr(database_url)})
+
+    @property
+    def start_burst(self) -> int:
+        """The burst the start limit allows: ``rate_limit_burst``, by default the whole minute's allowance."""
+        return self.rate_limit_burst if self.rate_limit_burst is not None else max(1, round(self.rate_limit_per_minute))
 
     @field_validator("swap_latency_ms", mode="before")
     @classmethod

@@ -58,6 +58,14 @@ def test_a_finished_run_frees_its_slot() -> None:
     assert p.peak_running == 2
 
 
+def test_orders_not_handed_out_free_their_slots() -> None:
+    p = policy(max_concurrent=3)
+    p.admit(p.reserve_slots(64), ids(3))
+    p.release(["o0", "o2"])
+    assert p.running == {"o1"}
+    assert p.free_slots() == 2
+
+
 def test_a_failed_pop_gives_every_reserved_slot_back() -> None:
     p = policy(max_concurrent=3)
     p.admit(p.reserve_slots(64), [])

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from actors.rate_limiter import RateLimiter
 from engine.clock import ManualClock
+from engine.start_limit import StartLimit
 from engine.token_bucket import TokenBucket
 
 
@@ -153,3 +154,50 @@ def test_take_never_waits_and_takes_only_what_is_there() -> None:
     clock.advance(1.0)
     assert limiter.take(5) == 1  # one token a second
     assert limiter.reserve(1) == [pytest.approx(1.0)]  # a reservation queues behind, as before
+
+
+# --------------------------------------------------------------------------- the start limit (window + burst)
+
+
+def test_a_quiet_minute_allows_the_whole_allowance_at_once_then_the_window_holds() -> None:
+    limit = StartLimit(per_window=100, burst=100)
+    assert [limit.reserve(0.0) for _ in range(100)] == [0.0] * 100  # what the seed system's limiter allows too
+    assert limit.reserve(0.0) == pytest.approx(60.0)  # the 101st waits until the first start leaves the window
+    assert limit.try_acquire(30.0) is False
+
+
+def test_the_burst_caps_starts_at_one_moment() -> None:
+    limit = StartLimit(per_window=100, burst=10)
+    waits = [limit.reserve(0.0) for _ in range(12)]
+    assert waits[:10] == [0.0] * 10
+    assert waits[10:] == pytest.approx([0.6, 1.2])  # then one per 60/100 s
+
+
+@settings(deadline=None, max_examples=200, database=None)
+@given(
+    per_window=st.integers(min_value=1, max_value=30),
+    burst=st.integers(min_value=1, max_value=40),
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.01, 0.5, 5.0, 30.0, 61.0]), st.integers(min_value=0, max_value=12), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_never_more_than_the_limit_in_any_window(per_window: int, burst: int, steps: list[tuple[float, int, bool]]) -> None:
+    limit = StartLimit(per_window=per_window, burst=burst, window_s=60.0)
+    now = 0.0
+    starts: list[float] = []
+    for gap, count, ahead in steps:
+        now += gap
+        for _ in range(count):
+            if ahead:
+                if limit.try_acquire(now):
+                    starts.append(now)
+            else:
+                starts.append(now + limit.reserve(now))
+    starts.sort()
+    for i, first in enumerate(starts):
+        in_window = sum(1 for t in starts[i:] if t < first + 60.0 - 1e-9)
+        assert in_window <= per_window
+        at_once = sum(1 for t in starts if abs(t - first) < 1e-12)
+        assert at_once <= max(burst, 1)
