@@ -152,6 +152,22 @@ async def test_streams_per_account_and_incoming_messages_are_limited(engine: Eng
     print("\nstreams: a third stream of an account capped at 2 -> 4429; a 5 KB message -> 1008; 30 pings at once -> 1008")
 
 
+def _frame(data: bytes) -> tuple[int, int] | None:
+    """The opcode and whole size of the first complete frame in ``data`` (None if it is not all there)."""
+    if len(data) < 2:
+        return None
+    length, header = data[1] & 0x7F, 2
+    if length == 126:
+        if len(data) < 4:
+            return None
+        length, header = int.from_bytes(data[2:4], "big"), 4
+    elif length == 127:
+        if len(data) < 10:
+            return None
+        length, header = int.from_bytes(data[2:10], "big"), 10
+    return (data[0] & 0x0F, header + length) if len(data) >= header + length else None
+
+
 def _silent_peer(port: int, path: str, key: str, timeout_s: float) -> tuple[float | None, float | None]:
     """Open a WebSocket by hand and never answer: (seconds to the server's first ping, seconds until it
     dropped the connection), None where it did not happen within ``timeout_s``."""
@@ -181,15 +197,13 @@ def _silent_peer(port: int, path: str, key: str, timeout_s: float) -> tuple[floa
             if not chunk:
                 return first_ping, time.monotonic() - started
             data += chunk
-            while len(data) >= 2:  # server frames are unmasked; small ones carry their length in byte 2
-                opcode, length = data[0] & 0x0F, data[1] & 0x7F
-                if length > 125 or len(data) < 2 + length:
-                    break
+            while (frame := _frame(data)) is not None:  # the server's frames: unmasked
+                opcode, size = frame
                 if opcode == 0x9 and first_ping is None:
                     first_ping = time.monotonic() - started
                 if opcode == 0x8:
                     return first_ping, time.monotonic() - started
-                data = data[2 + length :]
+                data = data[size:]
         return first_ping, None
 
 
