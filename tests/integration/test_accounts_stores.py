@@ -46,9 +46,11 @@ async def client(clean: TestStores) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def accounts_tables(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
+async def accounts_tables(pg_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
     await pg_pool.execute("TRUNCATE api_keys, account_limits, account_limit_changes, trading_state_changes")
-    return pg_pool
+    yield pg_pool
+    # a halt left behind would hold every later test's orders (their dispatchers load it from PostgreSQL)
+    await pg_pool.execute("TRUNCATE api_keys, account_limits, account_limit_changes, trading_state_changes")
 
 
 @pytest.fixture
