@@ -10,6 +10,7 @@ from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
+from engine import wire
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
@@ -132,7 +133,7 @@ class HubSink:
         return {"publish": self._batches}
 
     async def publish(self, event: OrderEvent) -> None:
-        await self._batches.submit(event.to_message())
+        await self._batches.submit(wire.status_message(event))
 
     async def _publish_many(self, messages: list[dict[str, Any]]) -> list[None]:
         await self.handle.publish_many.remote(messages)

@@ -71,9 +71,9 @@ class KeyView(BaseModel):
     keyId: str
     account: str
     scopes: list[str]
-    createdAt: float = Field(description="Epoch ms")
+    createdAt: int = Field(description="Epoch ms")
     createdBy: str
-    revokedAt: float | None = Field(default=None, description="Epoch ms; absent while the key is active")
+    revokedAt: int | None = Field(default=None, description="Epoch ms; absent while the key is active")
 
 
 class KeyCreated(BaseModel):
@@ -81,7 +81,7 @@ class KeyCreated(BaseModel):
     key: str = Field(description="The secret key: shown in this answer only, stored only as a hash")
     account: str
     scopes: list[str]
-    createdAt: float = Field(description="Epoch ms")
+    createdAt: int = Field(description="Epoch ms")
 
 
 class KeyList(BaseModel):
@@ -110,7 +110,7 @@ class ScopeStateView(BaseModel):
     state: Literal["halted", "active"]
     reason: str
     changedBy: str
-    changedAt: float = Field(description="Epoch ms")
+    changedAt: int = Field(description="Epoch ms")
     pair: str | None = None
 
 
@@ -118,14 +118,14 @@ class TradingStateView(BaseModel):
     state: Literal["halted", "active"] = Field(description="The whole engine's state")
     reason: str | None = None
     changedBy: str | None = None
-    changedAt: float | None = None
+    changedAt: int | None = None
     haltedPairs: list[ScopeStateView]
     history: list[ScopeStateView] = Field(description="The latest changes, newest first")
 
 
 class Ready(BaseModel):
     status: str = Field(examples=["ok", "degraded"])
-    timestamp: str
+    timestamp: int = Field(description="Epoch ms")
     checks: dict[str, str]
     venues: dict[str, dict[str, Any]] = Field(description="Each venue's circuit breaker: closed, open or half_open")
     failing: list[str] | None = None

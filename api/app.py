@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.auth import LazyCORS
-from api.routes import admin, events, health, keys, orders, sim, stream
+from api.routes import admin, events, health, keys, market, orders, sim, stream
 from engine.models import OrderRequest
+
+CONSOLE = Path(__file__).with_name("console")
+"""The live web console (static files: no build step), served at /console/."""
 
 
 def create_app() -> FastAPI:
@@ -21,8 +26,9 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(LazyCORS)
-    for router in (orders.router, stream.router, events.router, keys.router, admin.router, sim.router, health.router):
+    for router in (orders.router, stream.router, events.router, market.router, keys.router, admin.router, sim.router, health.router):
         app.include_router(router)
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     def openapi() -> dict[str, Any]:
         """The generated document plus the order body, which the route parses itself (to own its size and errors)."""

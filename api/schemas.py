@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
-from engine.models import OrderStatus, RoutingDecision, TokenName
+from engine.models import OrderStatus, TokenName
 
 
 class _Camel(BaseModel):
@@ -64,8 +65,58 @@ class CancelPending(BaseModel):
     message: str
 
 
-class OrderView(_Camel):
-    """An order's current state (times are ISO 8601 UTC with milliseconds)."""
+class _Out(_Camel):
+    """A response body with exactly these fields (the OpenAPI schema forbids others, so drift shows)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class DexQuote(_Out):
+    """A venue's quote: the seed's DexQuote, and its price impact."""
+
+    dex: str = Field(examples=["RAYDIUM"], description="The venue, upper case")
+    price: float = Field(description="The pool's price before fees and this trade: tokenOut per tokenIn")
+    fee: float = Field(description="The pool's fee on this order, an amount of tokenIn")
+    net_price: float = Field(description="amountOut / amountIn, after fees")
+    amount_out: float
+    liquidity: float = Field(description="Depth on the output side of the pool, in tokenOut")
+    price_impact_pct: float
+
+
+class RouteLeg(_Out):
+    """One venue's share of the order (a single-venue route has one leg of 100 %)."""
+
+    dex: str
+    amount_in: float
+    amount_out: float
+    percent: float
+
+
+def _other_venues(schema: dict[str, Any]) -> None:
+    """Every venue that quoted has a ``<venue>Quote`` key (a configured third venue ``toy``: ``toyQuote``)."""
+    quote = {key: value for key, value in schema["properties"]["raydiumQuote"].items() if key != "title"}
+    schema["patternProperties"] = {"^.+Quote$": quote | {"description": "Another venue's quote"}}
+
+
+class RoutingDecision(_Out):
+    """The seed's RoutingDecision (a quote per venue that quoted), and the route beside it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra=_other_venues)
+
+    selected_dex: str = Field(examples=["METEORA"], description="The venue of the largest leg")
+    raydium_quote: DexQuote | SkipJsonSchema[None] = None
+    meteora_quote: DexQuote | SkipJsonSchema[None] = None
+    selection_reason: str
+    routing_timestamp: int = Field(description="Epoch ms the decision was made")
+    legs: list[RouteLeg] = Field(description="One leg, or two for a split route")
+    rejected: dict[str, str] = Field(description="Venue -> why it gave no usable quote")
+    price_impact_pct: float = Field(description="The whole route's")
+    amount_out: float = Field(description="The whole route's")
+    min_amount_out: float = Field(description="The least the swap may give: after slippage, and at least the order's floor")
+
+
+class ActiveOrder(_Out):
+    """An order's current state: the seed's ActiveOrder (times in epoch ms), and what it lacks."""
 
     order_id: str
     token_in: str
@@ -73,34 +124,37 @@ class OrderView(_Camel):
     amount: float
     order_type: str
     status: OrderStatus
-    submitted_at: str
-    executed_at: str | None = None
-    failed_at: str | None = None
-    failure_reason: str | None = None
+    submitted_at: int
+    executed_at: int | SkipJsonSchema[None] = None
+    failed_at: int | SkipJsonSchema[None] = None
+    failure_reason: str | SkipJsonSchema[None] = None
+    exchange_id: str | SkipJsonSchema[None] = Field(default=None, description="The selected dex, once routed")
+    execution_price: float | SkipJsonSchema[None] = Field(default=None, description="tokenOut per tokenIn, as the swap landed")
+    execution_amount: float | SkipJsonSchema[None] = Field(default=None, description="tokenOut received")
+    routing_decision: RoutingDecision | SkipJsonSchema[None] = None
+    tx_hash: str | SkipJsonSchema[None] = None
     attempts: int
-    routing_decision: RoutingDecision | None = None
-    tx_hash: str | None = None
-    tx_hashes: list[str] | None = None
-    execution_price: float | None = None
-    execution_amount: float | None = None
     slippage_bps: int
-    limit_price: float | None = None
-    max_price: float | None = None
-    expires_at: str | None = None
-    cancelled_at: str | None = None
-    expired_at: str | None = None
+    tx_hashes: list[str] | SkipJsonSchema[None] = Field(default=None, description="Every leg's transaction (two for a split)")
+    limit_price: float | SkipJsonSchema[None] = None
+    max_price: float | SkipJsonSchema[None] = None
+    expires_at: int | SkipJsonSchema[None] = None
+    cancelled_at: int | SkipJsonSchema[None] = None
+    expired_at: int | SkipJsonSchema[None] = None
 
 
-class OrderPage(_Camel):
-    orders: list[OrderView]
+class OrderPage(_Out):
+    orders: list[ActiveOrder]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     status: str = Field(examples=["ok", "degraded"])
-    timestamp: str
+    timestamp: int = Field(description="Epoch ms")
     checks: dict[str, str]
-    failing: list[str] | None = None
+    failing: list[str] | SkipJsonSchema[None] = None
 
 
 class SimPoolListed(_Camel):
@@ -126,6 +180,24 @@ ERRORS: dict[int, str] = {
     409: "The order can no longer be cancelled",
     413: "Body larger than the limit",
     415: "Body is not JSON",
-    422: "Idempotency-Key reused with a different body",
-    503: "PostgreSQL or Redis unavailable: nothing was accepted",
+    422: "Idempotency-Key reused with a different body, or a risk check failed (details: max_notional, max_depth_share, "
+    "max_open_notional)",
+    429: "Over the account's rate or open-order cap (Retry-After, RateLimit-*)",
+    503: "Trading halted, the queue full (Retry-After), or PostgreSQL or Redis unavailable: nothing was accepted",
 }
+
+
+class VenuePrice(BaseModel):
+    dex: str
+    price: float | None = Field(default=None, description="Spot price before fees (tokenOut per tokenIn)")
+    netPrice: float | None = Field(default=None, description="What the amount would get per tokenIn, after fees")
+    liquidity: float | None = None
+    error: str | None = Field(default=None, description="Why the venue gave no price (no pool, a fault)")
+
+
+class VenuePrices(BaseModel):
+    tokenIn: str
+    tokenOut: str
+    amount: float
+    timestamp: int = Field(description="Epoch milliseconds")
+    venues: list[VenuePrice]

@@ -132,11 +132,11 @@ class ApiKey:
             "keyId": self.key_id,
             "account": self.account,
             "scopes": sorted(s.value for s in self.scopes),
-            "createdAt": self.created_at,
+            "createdAt": round(self.created_at),
             "createdBy": self.created_by,
         }
         if self.revoked_at is not None:
-            body["revokedAt"] = self.revoked_at
+            body["revokedAt"] = round(self.revoked_at)
         return body
 
 

@@ -270,7 +270,7 @@ class OrderWorkflow:
                 # and the same write claims the order for submission unless a cancel came first.
                 if not await run.emit_claiming(S.BUILDING, routing_decision=decision):
                     return await self._close(run, S.CANCELLED, "cancelled by the client")
-                await run.emit(S.SUBMITTED)
+                await run.emit(S.SUBMITTED, routing_decision=decision)
                 swaps = await self._swap_legs(order_id, decision)
                 return await self._confirm(run, swaps)
             except SlippageExceeded as exc:
@@ -313,6 +313,7 @@ class OrderWorkflow:
         amount_out = sum(s.amount_out for s in swaps)
         return await run.emit(
             S.CONFIRMED,
+            routing_decision=run.order.routing_decision,
             tx_hash=swaps[0].tx_hash,
             tx_hashes=[s.tx_hash for s in swaps],
             execution_price=amount_out / amount_in,
@@ -330,7 +331,7 @@ class OrderWorkflow:
         if run.order.status is S.ROUTING:
             await run.emit(S.BUILDING)
         if run.order.status is S.BUILDING:
-            await run.emit(S.SUBMITTED)
+            await run.emit(S.SUBMITTED, routing_decision=run.order.routing_decision)
         decision = run.order.routing_decision
         missing = [leg for leg in (decision.legs if decision else []) if leg.venue not in found]
         swaps = list(found.values())
@@ -370,6 +371,7 @@ class OrderWorkflow:
             curves=curves or None,
             slippage_bps=order.slippage_bps,
             min_out_floor=max(policy_of(order.order_type).floor(order), first_minimum or 0.0),
+            now_ms=self.clock.epoch_ms(),
         )
 
     async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:

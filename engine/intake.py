@@ -22,7 +22,7 @@ from engine.accounts import LOCAL_ACCOUNT
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, Refusal, StoreUnavailable
 from engine.ids import new_order_id
-from engine.models import Order, OrderEvent, OrderRequest, OrderStatus, OrderType
+from engine.models import Order, OrderEvent, OrderRequest, OrderStatus
 from engine.order_types import canonical, names, policy_of, problem_field
 
 log = logging.getLogger("engine.intake")
@@ -49,9 +49,9 @@ def _reject_constant(name: str) -> None:
 
 
 def _order_type_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The problem with the body's order type if it is a string no registered type has (others are the
-    model's to report)."""
-    raw = data.get("orderType", data.get("order_type", OrderType.MARKET))
+    """The problem with the body's order type if it is a string no registered type has (others, a
+    missing one included, are the model's to report)."""
+    raw = data.get("orderType", data.get("order_type"))
     if not isinstance(raw, str) or canonical(raw) is not None or not 0 < len(raw) <= 32:
         return []
     return [{"path": ["orderType"], "message": f"must be one of {', '.join(names())}", "code": "enum"}]

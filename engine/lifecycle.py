@@ -39,6 +39,10 @@ CANCELLABLE: frozenset[OrderStatus] = frozenset({S.PENDING, S.WAITING, S.ROUTING
 NOT_STARTED: frozenset[OrderStatus] = frozenset({S.PENDING, S.WAITING})
 """No attempt has begun: a waiting order may still expire, and a run starts from routing."""
 
+REPEATS_DECISION: frozenset[OrderStatus] = frozenset({S.SUBMITTED, S.CONFIRMED})
+"""Their events carry the order's routing decision for the stream (the seed's clients read it there)
+without changing it: only ``building`` (and a failure after a re-quote) sets a decision."""
+
 
 def sql_set(statuses: Iterable[OrderStatus]) -> str:
     """A status set as an SQL list literal, e.g. ``('cancelled', 'confirmed')``."""

@@ -1,4 +1,5 @@
-"""Domain models. JSON on the wire is camelCase; Python attributes are snake_case.
+"""Domain models. Their JSON (request bodies, the stores' copies) is camelCase; Python attributes are
+snake_case. What clients receive is rendered from them by :mod:`engine.wire`.
 
 Amounts are floats in human units of the token (1.5 SOL, not lamports): the
 venues are simulated, and the pool math is done in floating point.
@@ -6,7 +7,6 @@ venues are simulated, and the pool math is done in floating point.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -53,11 +53,6 @@ class CamelModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def iso_ms(epoch_ms: float) -> str:
-    """Epoch milliseconds as an ISO 8601 UTC string with millisecond precision."""
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _as_token(value: str) -> str:
     token = canonical_token(value)
     if token is None:
@@ -84,9 +79,7 @@ class OrderRequest(BaseModel):
     token_in: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
     token_out: TokenName = Field(description="Symbol (SOL, USDC...) or base58 mint")
     amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Amount of tokenIn")
-    order_type: OrderTypeName = Field(
-        default=OrderType.MARKET, description="A registered order type: MARKET now; LIMIT at limitPrice; SNIPER on listing"
-    )
+    order_type: OrderTypeName = Field(description="A registered order type: MARKET now; LIMIT at limitPrice; SNIPER on listing")
     slippage_bps: int = Field(default=50, strict=True, ge=0, le=5000, description="Tolerated slippage from the quote, in basis points")
     limit_price: float | None = Field(
         default=None, strict=True, gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="LIMIT: minimum tokenOut per tokenIn, net of fees"
@@ -137,6 +130,9 @@ class RoutingDecision(CamelModel):
     amount_out: float = 0.0
     price_impact_pct: float = 0.0
     min_amount_out: float = Field(default=0.0, description="The least the swap may give: after slippage, and the limit if any")
+    decided_at: float | None = Field(
+        default=None, description="Epoch ms the decision was made (None in decisions stored before it was kept)"
+    )
 
 
 class SwapResult(CamelModel):
@@ -154,7 +150,7 @@ class SwapResult(CamelModel):
 
 
 class OrderEvent(CamelModel):
-    """One transition of one order, as streamed and as kept in the audit trail."""
+    """One transition of one order, as kept in the audit trail (streamed as :func:`engine.wire.status_message`)."""
 
     order_id: str
     seq: int
@@ -170,14 +166,9 @@ class OrderEvent(CamelModel):
     tx_hashes: list[str] | None = None
     reason: str | None = Field(default=None, description="Why the order waits, was cancelled or expired")
 
-    def to_message(self) -> dict[str, Any]:
-        body = self.to_json_dict()
-        body.pop("at")
-        return {"type": "status", **body, "timestamp": iso_ms(self.at), "ts": self.at}
-
 
 class Order(CamelModel):
-    """An order's current state: what ``GET /api/orders/{id}`` returns."""
+    """An order's current state (``GET /api/orders/{id}`` returns it as :func:`engine.wire.active_order`)."""
 
     order_id: str
     token_in: str
@@ -228,12 +219,3 @@ class Order(CamelModel):
         if event.status is OrderStatus.EXPIRED:
             changes.update(expired_at=event.at)
         return self.model_copy(update=changes)
-
-    def to_public(self) -> dict[str, Any]:
-        body = self.to_json_dict()
-        for private in ("account", "notionalUsd"):  # kept in the stores, not in the order's public body
-            body.pop(private, None)
-        for key in ("submittedAt", "executedAt", "failedAt", "cancelledAt", "expiredAt", "expiresAt"):
-            if key in body:
-                body[key] = iso_ms(body[key])
-        return body

@@ -29,6 +29,7 @@ def choose_route(
     curves: Mapping[VenueName, Output] | None = None,
     slippage_bps: int = 50,
     min_out_floor: float = 0.0,
+    now_ms: float | None = None,
 ) -> RoutingDecision:
     """Pick the quote with the higher net output; on a tie, the deeper pool.
 
@@ -38,7 +39,7 @@ def choose_route(
     filling them would hand most of the order to the pool. Raises :class:`NoRouteError`
     when nothing usable is left; it is transient unless every venue lacks a pool.
     The decision carries ``min_amount_out``: the quote less ``slippage_bps``, and at
-    least ``min_out_floor`` (a LIMIT order's limit).
+    least ``min_out_floor`` (a LIMIT order's limit), and ``decided_at``: ``now_ms``, the caller's clock.
     """
     quotes: list[DexQuote] = []
     too_deep: list[DexQuote] = []  # too much impact for the whole order, but maybe fine for a share of it
@@ -76,7 +77,7 @@ def choose_route(
             smaller = min(split.share_a, 1.0 - split.share_a)
             if smaller >= MIN_LEG_SHARE and split.total > best.amount_out * (1.0 + SPLIT_MIN_GAIN):
                 rejected.pop(runner_up.venue, None)  # its share is within bounds
-                return _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor)
+                return _split_decision(best, runner_up, split, [*quotes, *too_deep], rejected, slip, min_out_floor, now_ms)
     if not others:
         reason = f"only {best.venue} quoted ({_fmt(best.amount_out)} {best.token_out})"
         if rejected:
@@ -103,11 +104,19 @@ def choose_route(
         amount_out=best.amount_out,
         price_impact_pct=best.price_impact_pct,
         min_amount_out=max(best.amount_out * slip, min_out_floor),
+        decided_at=now_ms,
     )
 
 
 def _split_decision(
-    a: DexQuote, b: DexQuote, split: Split, quotes: list[DexQuote], rejected: dict[str, str], slip: float, floor: float
+    a: DexQuote,
+    b: DexQuote,
+    split: Split,
+    quotes: list[DexQuote],
+    rejected: dict[str, str],
+    slip: float,
+    floor: float,
+    now_ms: float | None,
 ) -> RoutingDecision:
     amount = a.amount_in
     legs = [
@@ -131,4 +140,5 @@ def _split_decision(
         amount_out=split.total,
         price_impact_pct=impact,
         min_amount_out=max(split.total * slip, floor),
+        decided_at=now_ms,
     )

@@ -55,7 +55,7 @@ class ScopeState:
             "state": self.state.value,
             "reason": self.reason,
             "changedBy": self.changed_by,
-            "changedAt": self.changed_at,
+            "changedAt": round(self.changed_at),
         }
         if self.scope != GLOBAL:
             body["pair"] = self.scope

@@ -11,7 +11,8 @@ aiohttp parses with its C extension (llhttp). One ``aiohttp.ClientSession`` per 
 run reports the client's CPU per request. uvloop drives the loop when installed (it is, with ray[serve]).
 
 All times are ``time.perf_counter`` for durations, and ``time.time`` (epoch) only where a figure is
-compared with the engine's epoch-ms ``ts`` fields (same machine, same clock).
+compared with the engine's epoch-ms ``timestamp`` fields (same machine, same clock; whole milliseconds,
+so a latency read against them is good to about 1 ms).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ class Subscription:
     order_id: str
     connected_ms: float | None = None
     closed_ms: float | None = None
-    events: list[tuple[int, str, float, float]] = field(default_factory=list)  # (seq, status, ts, received epoch ms)
+    events: list[tuple[int, str, float, float]] = field(default_factory=list)  # (seq, status, timestamp, received epoch ms)
     close_code: int | None = None
     error: str | None = None
 
@@ -259,7 +260,7 @@ async def subscribe(
                     if msg.type is aiohttp.WSMsgType.TEXT:
                         data = json.loads(msg.data)
                         if data.get("type") == "status":
-                            sub.events.append((int(data["seq"]), str(data["status"]), float(data["ts"]), received))
+                            sub.events.append((int(data["seq"]), str(data["status"]), float(data["timestamp"]), received))
                         elif data.get("type") == "error":
                             sub.error = f"server error: {data.get('message')}"
                     elif msg.type is aiohttp.WSMsgType.ERROR:

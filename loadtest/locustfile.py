@@ -14,7 +14,7 @@ roughly U / (OEE_RATE_LIMIT_PER_MINUTE / 60) seconds in the queue. Keep U well b
 default limit, or raise OEE_RATE_LIMIT_PER_MINUTE, or the 30 s deadline (LOCUST_ORDER_TIMEOUT_S) is hit.
 
 An order that ends in any terminal state but ``confirmed`` is counted as a locust failure (with the engine's
-failureReason).
+failureReason, or why it was cancelled or expired).
 """
 
 from __future__ import annotations
@@ -191,4 +191,4 @@ class OrderWebSocketUser(User):
                 if kind == "status":
                     status = message["status"]
                     if status in TERMINAL:
-                        return status, received, message.get("failureReason")
+                        return status, received, message.get("message")  # the failureReason when it failed

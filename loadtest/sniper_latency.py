@@ -36,7 +36,7 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
             async for message in ws:
                 event = json.loads(message.data)
                 if event.get("status") == "submitted" and not submitted.done():
-                    submitted.set_result(event["ts"])
+                    submitted.set_result(event["timestamp"])
                 if event.get("status") in TERMINAL:
                     return
 

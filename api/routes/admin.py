@@ -28,11 +28,11 @@ async def trading_state(here: ReadyEdge, who: Admin) -> JSONResponse:
     whole = states.globally
     body: dict[str, Any] = {"state": TradingState.HALTED.value if whole else TradingState.ACTIVE.value}
     if whole is not None:
-        body.update(reason=whole.reason, changedBy=whole.changed_by, changedAt=whole.changed_at)
+        body.update(reason=whole.reason, changedBy=whole.changed_by, changedAt=round(whole.changed_at))
     else:
         last = next((c.state for c in history if c.state.scope == GLOBAL), None)
         if last is not None:
-            body.update(reason=last.reason, changedBy=last.changed_by, changedAt=last.changed_at)
+            body.update(reason=last.reason, changedBy=last.changed_by, changedAt=round(last.changed_at))
     body["haltedPairs"] = [s.public() for scope, s in sorted(states.halted.items()) if scope != GLOBAL]
     body["history"] = [c.state.public() for c in history]
     return JSONResponse(body)

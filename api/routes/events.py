@@ -18,10 +18,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from api.deps import Edge, edge
 from api.feed import StreamFilter, Subscription
 from api.streams import LimitedSocket, admitted, limited
+from engine import wire
 from engine.accounts import Principal
 from engine.adapters.event_log import EventLog, LoggedEvent
 from engine.errors import StoreUnavailable
-from engine.models import OrderStatus, iso_ms
+from engine.models import OrderStatus
 from engine.order_types import canonical
 
 router = APIRouter(tags=["stream"])
@@ -60,7 +61,8 @@ def parse_query(params: dict[str, str]) -> tuple[int | None, StreamFilter]:
 
 
 def message(item: LoggedEvent) -> dict[str, Any]:
-    return {**item.event.to_message(), "type": "event", "eventId": item.event_id}
+    """The order's status message (:func:`engine.wire.status_message`), typed ``event``, with its ``eventId``."""
+    return {**wire.status_message(item.event), "type": "event", "eventId": item.event_id}
 
 
 async def _replay(socket: WebSocket, log: EventLog, since: int, stream_filter: StreamFilter) -> int:
@@ -89,7 +91,7 @@ async def _pongs(socket: WebSocket | LimitedSocket, queue: asyncio.Queue[LoggedE
                 await socket.send_json({"type": "error", "message": "messages must be JSON text"})
                 continue
             if isinstance(received, dict) and received.get("type") == "ping":
-                await socket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+                await socket.send_json({"type": "pong", "timestamp": wire.ms(time.time() * 1000)})
     finally:
         queue.put_nowait(None)
 
@@ -128,7 +130,7 @@ async def _account_stream(websocket: WebSocket, here: Edge, who: Principal) -> N
     subscription = feed.subscribe(stream_filter)  # live events buffer from now on, while the replay runs
     try:
         start = feed.position if since is None else since
-        await websocket.send_json({"type": "connected", "eventId": start, "timestamp": iso_ms(time.time() * 1000)})
+        await websocket.send_json({"type": "connected", "eventId": start, "timestamp": wire.ms(time.time() * 1000)})
         sent = await _replay(websocket, feed.log, start, stream_filter)
         await _live(websocket, subscription, sent, limited(websocket, here))
     except StoreUnavailable:

@@ -20,7 +20,7 @@ from api.account_schemas import Live, Ready
 from api.auth import Anyone
 from api.deps import ReadyEdge
 from api.schemas import Health
-from engine.models import iso_ms
+from engine import wire
 
 router = APIRouter(tags=["health"])
 
@@ -51,7 +51,7 @@ async def _checks(here: ReadyEdge, detailed: bool) -> dict[str, str]:
 async def health(here: ReadyEdge, who: Anyone) -> JSONResponse:
     checks = await _checks(here, detailed=who is not None and who.is_admin)
     failing = [name for name, state in checks.items() if state != "ok"]
-    report = Health(status="degraded" if failing else "ok", timestamp=iso_ms(time.time() * 1000), checks=checks, failing=failing or None)
+    report = Health(status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, failing=failing or None)
     return JSONResponse(report.model_dump(exclude_none=True), status_code=503 if failing else 200)
 
 
@@ -86,6 +86,6 @@ async def readyz(here: ReadyEdge, who: Anyone) -> JSONResponse:
     if venues and all(v["state"] in ("open", "unreachable") for v in venues.values()):
         failing.append("venues")  # nothing to route to
     body = Ready(
-        status="degraded" if failing else "ok", timestamp=iso_ms(time.time() * 1000), checks=checks, venues=venues, failing=failing or None
+        status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, venues=venues, failing=failing or None
     )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if failing else 200)

@@ -30,7 +30,7 @@ async def create_key(body: KeyCreate, here: ReadyEdge, who: Admin) -> JSONRespon
         "key": plaintext,
         "account": record.account,
         "scopes": sorted(s.value for s in record.scopes),
-        "createdAt": record.created_at,
+        "createdAt": round(record.created_at),
     }
     return JSONResponse(created, status_code=201, headers={"Cache-Control": "no-store"})
 

@@ -14,7 +14,8 @@ from api import admission
 from api.auth import Reader, Trader, forbidden
 from api.deps import ReadyEdge, edge, serve_request_key
 from api.errors import EdgeError, error_response, not_found, rejected
-from api.schemas import CancelPending, OrderAccepted, OrderPage, OrderView, errors
+from api.schemas import ActiveOrder, CancelPending, OrderAccepted, OrderPage, errors
+from engine import wire
 from engine.accounts import valid_account
 from engine.cancellation import CancelRefused, cancel
 from engine.clock import SystemClock
@@ -56,7 +57,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/execute",
     status_code=202,
     response_model=OrderAccepted,
-    responses=errors(400, 413, 415, 422, 503),
+    responses=errors(400, 413, 415, 422, 429, 503),
     openapi_extra=_BODY_SCHEMA,
     summary="Submit an order; follow it on the WebSocket",
 )
@@ -79,18 +80,18 @@ async def execute(request: Request, who: Trader) -> JSONResponse:
     return await admission.submit(await here.ready(), who, parsed, key or serve_request_key(), time.time() * 1000.0)
 
 
-@router.get("/{order_id}", response_model=OrderView, responses=errors(404, 503), summary="An order's current state")
+@router.get("/{order_id}", response_model=ActiveOrder, responses=errors(404, 503), summary="An order's current state")
 async def get_order(order_id: str, here: ReadyEdge, who: Reader) -> JSONResponse:
     oid = parse_order_id(order_id)
     order = await find_order(oid, here.orders, here.journal) if oid is not None else None
     if order is None or not who.sees(order.account):  # another account's order is as unknown as a missing one
         return not_found()
-    return JSONResponse(order.to_public())
+    return JSONResponse(wire.active_order(order))
 
 
 @router.delete(
     "/{order_id}",
-    response_model=OrderView,
+    response_model=ActiveOrder,
     responses={202: {"model": CancelPending, "description": "Cancel recorded; the order has not closed yet"}, **errors(404, 409, 503)},
     summary="Cancel an order that has not been submitted to a venue yet",
 )
@@ -110,7 +111,7 @@ async def cancel_order(order_id: str, here: ReadyEdge, who: Trader) -> JSONRespo
         return error_response(409, "Conflict", exc.reason)
     if order is None:
         return JSONResponse(CancelPending(orderId=oid, status="cancelling", message="cancellation requested").model_dump(), status_code=202)
-    return JSONResponse(order.to_public())
+    return JSONResponse(wire.active_order(order))
 
 
 def _cursor(raw: str) -> str:
@@ -156,4 +157,4 @@ async def list_orders(
         before=decode_cursor(cursor) if cursor else None,
     )
     next_cursor = encode_cursor(orders[-1]) if len(orders) == limit else None
-    return JSONResponse({"orders": [o.to_public() for o in orders], "nextCursor": next_cursor})
+    return JSONResponse({"orders": [wire.active_order(o) for o in orders], "nextCursor": next_cursor})

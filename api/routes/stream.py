@@ -18,10 +18,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from api.deps import Edge, edge
 from api.streams import admitted, limited
 from api.subscriptions import Item, ReplicaSubscriptions
+from engine import wire
 from engine.accounts import Principal
 from engine.errors import StoreUnavailable
 from engine.ids import parse_order_id
-from engine.models import iso_ms
 from engine.queries import find_order
 from engine.trail import Delivery, Message, Signal, Trail
 
@@ -77,7 +77,7 @@ async def refuse(socket: Socket) -> None:
 async def persisted(journal: Trails, order_id: str) -> list[Message]:
     """The order's stored trail as messages (empty while PostgreSQL is down: the next read catches up)."""
     try:
-        return [event.to_message() for event in await journal.events(order_id)]
+        return [wire.status_message(event) for event in await journal.events(order_id)]
     except StoreUnavailable:
         return []
 
@@ -94,7 +94,7 @@ async def answer_pings(socket: Socket, queue: asyncio.Queue[Item]) -> None:
                 await socket.send_json({"type": "error", "message": "messages must be JSON text"})
                 continue
             if isinstance(message, dict) and message.get("type") == "ping":
-                await socket.send_json({"type": "pong", "timestamp": iso_ms(time.time() * 1000)})
+                await socket.send_json({"type": "pong", "timestamp": wire.ms(time.time() * 1000)})
     finally:
         queue.put_nowait(Signal.GONE)
 
@@ -117,7 +117,7 @@ async def stream_order(
             return
         subscriptions.remember(order_id, trail.ordered())
     await socket.send_json(
-        {"type": "connected", "orderId": order_id, "timestamp": iso_ms(time.time() * 1000), "message": f"following {order_id}"}
+        {"type": "connected", "orderId": order_id, "timestamp": wire.ms(time.time() * 1000), "message": wire.CONNECTED_MESSAGE}
     )
     delivery = Delivery()
 

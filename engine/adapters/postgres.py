@@ -20,7 +20,7 @@ from engine.adapters.accounts_schema import ACCOUNT_MIGRATIONS
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.intake import NewOrder
-from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, TERMINAL_SQL
+from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, REPEATS_DECISION, TERMINAL_SQL
 from engine.models import Order, OrderEvent, OrderStatus, RoutingDecision
 
 log = logging.getLogger("engine.postgres")
@@ -421,14 +421,15 @@ class PostgresJournal:
         """One statement: every event of the batch, and one state update per order. Answers, for
         each claiming write, whether its order is claimed.
 
-        The routing decision is sent only by a write whose events carry one (``Order.apply`` changes
-        it only then): after ``building`` it is the largest field of the row, and rewriting it on
-        ``submitted`` and ``confirmed`` doubled the statement's work.
+        The routing decision is sent only by a write whose events set one (``building``, or a failure
+        after a re-quote; ``submitted`` and ``confirmed`` only repeat it, :data:`REPEATS_DECISION`):
+        after ``building`` it is the largest field of the row, and rewriting it on ``submitted`` and
+        ``confirmed`` doubled the statement's work.
         """
         orders: list[list[object]] = [[] for _ in range(15)]
         events: list[list[object]] = [[] for _ in range(5)]
         for order, written, claim in batch:
-            decided = any(event.routing_decision is not None for event in written)
+            decided = any(event.routing_decision is not None and event.status not in REPEATS_DECISION for event in written)
             row = (
                 order.order_id,
                 order.status.value,

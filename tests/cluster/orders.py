@@ -11,7 +11,7 @@ from typing import Any
 from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
 from engine.lifecycle import is_terminal
-from engine.models import Order, OrderEvent, OrderRequest, OrderStatus
+from engine.models import Order, OrderEvent, OrderRequest, OrderStatus, OrderType
 from engine.settings import Settings
 from venues.simulated import PostgresLedger
 
@@ -42,9 +42,13 @@ async def submit(intake: OrderIntake, count: int, slippage_bps: int = SLIPPAGE_B
     ids = []
     for i in range(count):
         if i % 2 == 0:
-            request = OrderRequest(token_in="SOL", token_out="USDC", amount=0.5 + (i % 5) * 0.1, slippage_bps=slippage_bps)
+            request = OrderRequest(
+                token_in="SOL", token_out="USDC", amount=0.5 + (i % 5) * 0.1, slippage_bps=slippage_bps, order_type=OrderType.MARKET
+            )
         else:
-            request = OrderRequest(token_in="USDC", token_out="SOL", amount=60.0 + (i % 5) * 10, slippage_bps=slippage_bps)
+            request = OrderRequest(
+                token_in="USDC", token_out="SOL", amount=60.0 + (i % 5) * 10, slippage_bps=slippage_bps, order_type=OrderType.MARKET
+            )
         outcome = await intake.submit(request, time.time() * 1000)
         assert isinstance(outcome, Accepted), outcome
         ids.append(outcome.order_id)

@@ -217,7 +217,7 @@ async def test_serve_config_runs_a_replica_on_every_node(three_nodes: ClusterRun
             assert (await client.get("/health")).status_code == 200
             ids = []
             for i in range(6):
-                body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5 + i * 0.1, "slippageBps": SLIPPAGE_BPS}
+                body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5 + i * 0.1, "orderType": "MARKET", "slippageBps": SLIPPAGE_BPS}
                 response = await client.post("/api/orders/execute", json=body)
                 assert response.status_code == 202, response.text
                 ids.append(response.json()["orderId"])

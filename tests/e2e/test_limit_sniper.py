@@ -17,12 +17,12 @@ from venues.simulated import b58encode
 
 async def _best_price(client: httpx.AsyncClient, token_in: str, token_out: str) -> float:
     """The current best net price, read from a small market order's routing decision."""
-    response = await client.post("/api/orders/execute", json={"tokenIn": token_in, "tokenOut": token_out, "amount": 0.01})
-    order_id = response.json()["orderId"]
+    body = {"tokenIn": token_in, "tokenOut": token_out, "amount": 0.01, "orderType": "MARKET"}
+    order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
     for _ in range(100):
         order = (await client.get(f"/api/orders/{order_id}")).json()
-        if order.get("routingDecision"):
-            best: float = max(q["price"] for q in order["routingDecision"]["quotes"])
+        if decision := order.get("routingDecision"):
+            best: float = max(quote["netPrice"] for key, quote in decision.items() if key.endswith("Quote"))
             return best
         await asyncio.sleep(0.05)
     raise AssertionError("no routing decision")
@@ -61,9 +61,9 @@ async def test_limit_order_waits_then_triggers_when_the_price_crosses(engine: En
             await _move(client, "SOL", "USDT", -100 * (1 - 1 / 1.10))
     assert waiting["limitPrice"] == limit
     assert statuses(messages) == ["pending", "waiting", "routing", "building", "submitted", "confirmed"] and code == 1000
-    confirmed = messages[-1]
+    confirmed = messages[-1]["data"]
     assert confirmed["executionPrice"] >= limit
-    decision = next(m for m in messages if m.get("status") == "building")["routingDecision"]
+    decision = next(m for m in messages if m.get("status") == "building")["data"]["routingDecision"]
     assert decision["minAmountOut"] >= limit * 5
 
 
@@ -77,7 +77,7 @@ async def test_limit_order_expires(engine: EngineProcess) -> None:
         order = (await client.get(f"/api/orders/{order_id}")).json()
     assert statuses(messages) == ["pending", "waiting", "expired"] and code == 1000
     assert order["status"] == "expired" and order["expiredAt"]
-    assert messages[-1]["ts"] >= expires
+    assert messages[-1]["timestamp"] >= expires and order["expiredAt"] == messages[-1]["timestamp"] and order["expiresAt"] == expires
 
 
 async def test_cancel_while_waiting_and_409_once_done(engine: EngineProcess) -> None:
@@ -90,7 +90,8 @@ async def test_cancel_while_waiting_and_409_once_done(engine: EngineProcess) -> 
         cancelled = await client.delete(f"/api/orders/{order_id}")
         again = await client.delete(f"/api/orders/{order_id}")
         messages, code = await stream
-        done = (await client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1})).json()["orderId"]
+        market = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "MARKET"}
+        done = (await client.post("/api/orders/execute", json=market)).json()["orderId"]
         await _wait_status(client, done, "confirmed")
         too_late = await client.delete(f"/api/orders/{done}")
         unknown = await client.delete("/api/orders/order_1764000000000_deadbeef")
@@ -118,33 +119,37 @@ async def test_sniper_fires_when_a_pool_is_listed(engine: EngineProcess) -> None
         assert listing.status_code == 201, listing.text
         listed_at = listing.json()["listedAt"]
         messages, code = await stream
-        market = await client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": mint, "amount": 1})
+        market = await client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": mint, "amount": 1, "orderType": "MARKET"})
     assert statuses(messages) == ["pending", "waiting", "routing", "building", "submitted", "confirmed"] and code == 1000
     submitted = next(m for m in messages if m.get("status") == "submitted")
-    latency_ms = submitted["ts"] - listed_at
+    latency_ms = submitted["timestamp"] - listed_at
     print(f"launch-to-submit {latency_ms:.0f} ms (watch interval 50 ms, quote 20 ms)")
     assert 0 < latency_ms < 1000
-    assert 1 / messages[-1]["executionPrice"] <= 0.01  # paid at most maxPrice SOL per token
+    execution_price = messages[-1]["data"]["executionPrice"]
+    assert 1 / execution_price <= 0.01  # paid at most maxPrice SOL per token
     # ...and that is because it bought from the pool just listed (0.001 SOL per token, plus its 0.25 % fee
     # and ~0.2 % price impact), not by a margin that a fill at the wrong price or in inverted units would
     # also pass: the cap check above alone is 10x wide here
-    assert 0.001 < 1 / messages[-1]["executionPrice"] < 0.001 * 1.02
+    assert 0.001 < 1 / execution_price < 0.001 * 1.02
     assert market.status_code == 202  # the listed pair is now tradable by market orders too
 
 
 async def test_large_order_is_split_across_both_venues(engine: EngineProcess) -> None:
     async with httpx.AsyncClient(base_url=engine.url) as client:
-        body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 30_000, "slippageBps": 300}
+        body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 30_000, "orderType": "MARKET", "slippageBps": 300}
         order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
         messages, _ = await follow(engine.ws_url, order_id)
-    decision = next(m for m in messages if m.get("status") == "building")["routingDecision"]
+    decision = next(m for m in messages if m.get("status") == "building")["data"]["routingDecision"]
     legs = decision["legs"]
-    assert len(legs) == 2 and {leg["venue"] for leg in legs} == {"raydium", "meteora"}
+    assert len(legs) == 2 and {leg["dex"] for leg in legs} == {"RAYDIUM", "METEORA"}
+    assert decision["selectedDex"] == legs[0]["dex"] and legs[0]["amountIn"] >= legs[1]["amountIn"]  # the larger leg
     assert abs(sum(leg["percent"] for leg in legs) - 100) < 1e-6
-    assert decision["amountOut"] > max(q["amountOut"] for q in decision["quotes"])
-    assert "split" in decision["reason"] and decision["priceImpactPct"] > 0
-    confirmed = messages[-1]
-    assert confirmed["status"] == "confirmed" and len(confirmed["txHashes"]) == 2
+    assert decision["amountOut"] > max(decision["raydiumQuote"]["amountOut"], decision["meteoraQuote"]["amountOut"])
+    assert "split" in decision["selectionReason"] and decision["priceImpactPct"] > 0
+    submitted = next(m for m in messages if m.get("status") == "submitted")
+    assert submitted["message"] == f"Transactions submitted to {legs[0]['dex']} and {legs[1]['dex']}"
+    confirmed = messages[-1]["data"]
+    assert messages[-1]["status"] == "confirmed" and len(confirmed["txHashes"]) == 2 and confirmed["txHash"] == confirmed["txHashes"][0]
     conn = await asyncpg.connect(engine.stores.database_url)
     try:
         rows = await conn.fetch("SELECT venue, tx_hash FROM venue_swaps WHERE order_id = $1", order_id)
@@ -155,11 +160,8 @@ async def test_large_order_is_split_across_both_venues(engine: EngineProcess) ->
 
 async def test_list_orders_filters_and_pages_newest_first(engine: EngineProcess) -> None:
     async with httpx.AsyncClient(base_url=engine.url) as client:
-        ids = []
-        for _ in range(3):
-            ids.append(
-                (await client.post("/api/orders/execute", json={"tokenIn": "JUP", "tokenOut": "USDC", "amount": 3})).json()["orderId"]
-            )
+        jup = {"tokenIn": "JUP", "tokenOut": "USDC", "amount": 3, "orderType": "MARKET"}
+        ids = [(await client.post("/api/orders/execute", json=jup)).json()["orderId"] for _ in range(3)]
         first = (await client.get("/api/orders", params={"tokenIn": "JUP", "limit": 2})).json()
         second = (await client.get("/api/orders", params={"tokenIn": "JUP", "limit": 2, "cursor": first["nextCursor"]})).json()
         limits = (await client.get("/api/orders", params={"orderType": "LIMIT"})).json()

@@ -36,14 +36,17 @@ async def test_full_lifecycle_persists_and_leaves_the_active_set(engine: EngineP
     assert statuses(messages) == HAPPY
     assert code == 1000
     building = next(m for m in messages if m.get("status") == "building")
-    decision = building["routingDecision"]
-    assert {q["venue"] for q in decision["quotes"]} == {"raydium", "meteora"}
-    assert decision["venue"] in ("raydium", "meteora") and decision["reason"]
-    best = max(decision["quotes"], key=lambda q: q["amountOut"])
-    assert decision["venue"] == best["venue"]
-    confirmed = messages[-1]
+    decision = building["data"]["routingDecision"]
+    quotes = [decision["raydiumQuote"], decision["meteoraQuote"]]
+    assert [q["dex"] for q in quotes] == ["RAYDIUM", "METEORA"]
+    assert decision["selectedDex"] in ("RAYDIUM", "METEORA") and decision["selectionReason"]
+    best = max(quotes, key=lambda q: q["amountOut"])
+    assert decision["selectedDex"] == best["dex"]
+    confirmed = messages[-1]["data"]
     assert confirmed["txHash"] and confirmed["executionPrice"] > 0 and confirmed["executionAmount"] > 0
+    assert confirmed["routingDecision"] == decision
     assert order["status"] == "confirmed" and order["txHash"] == confirmed["txHash"] and order["attempts"] == 1
+    assert order["exchangeId"] == decision["selectedDex"] and order["routingDecision"] == decision
 
     conn = await asyncpg.connect(engine.stores.database_url)
     try:
@@ -95,11 +98,13 @@ async def test_unfillable_order_retries_visibly_then_fails_and_is_persisted(engi
         order = (await client.get(f"/api/orders/{order_id}")).json()
     routing = [m for m in messages if m.get("status") == "routing"]
     assert [m["attempt"] for m in routing] == [1, 2, 3]
-    assert "error" not in routing[0] and routing[1]["error"] and routing[2]["error"]
+    assert routing[0]["message"] == "Fetching quotes from DEXs"  # why the previous attempt failed, on each retry
+    assert all(m["message"].startswith("Fetching quotes from DEXs (attempt ") and "previous attempt: " in m["message"] for m in routing[1:])
     assert statuses(messages)[-1] == "failed" and code == 1000
-    reason = messages[-1]["failureReason"]
-    assert "after 3 attempts" in reason
-    assert order["status"] == "failed" and order["failureReason"] == reason and order["attempts"] == 3 and order["failedAt"]
+    reason = messages[-1]["data"]["failureReason"]
+    assert "after 3 attempts" in reason and messages[-1]["message"] == reason
+    assert order["status"] == "failed" and order["failureReason"] == reason and order["attempts"] == 3
+    assert order["failedAt"] == messages[-1]["timestamp"]
 
 
 async def test_ping_gets_pong_while_following(engine: EngineProcess) -> None:
@@ -141,7 +146,7 @@ async def test_health_docs_and_openapi(engine: EngineProcess) -> None:
 
 
 async def test_idempotency_key_returns_the_first_order(engine: EngineProcess, unique: str) -> None:
-    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.5}
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.5, "orderType": "MARKET"}
     async with httpx.AsyncClient(base_url=engine.url) as client:
         first = await submit(client, body, **{"Idempotency-Key": unique})
         again = await client.post("/api/orders/execute", json=body, headers={"Idempotency-Key": unique})
@@ -157,7 +162,7 @@ async def test_idempotency_key_returns_the_first_order(engine: EngineProcess, un
 
 async def test_a_retried_request_with_the_same_request_id_creates_one_order(engine: EngineProcess, unique: str) -> None:
     """Serve's proxy keeps a request's id when it retries it: the id doubles as an idempotency key."""
-    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.25}
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.25, "orderType": "MARKET"}
     headers = {"x-request-id": f"retry-{unique}"}
     async with httpx.AsyncClient(base_url=engine.url) as client:
         first = await client.post("/api/orders/execute", json=body, headers=headers)

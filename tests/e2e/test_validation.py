@@ -26,6 +26,7 @@ CASES = [
     ("array for token", {**GOOD, "tokenIn": ["SOL"]}, 400, ["tokenIn"]),
     ("object for token", {**GOOD, "tokenIn": {"a": 1}}, 400, ["tokenIn"]),
     ("missing amount", {k: v for k, v in GOOD.items() if k != "amount"}, 400, ["amount"]),
+    ("missing orderType (never a silent MARKET)", {k: v for k, v in GOOD.items() if k != "orderType"}, 400, ["orderType"]),
     ("LIMIT without limitPrice", {**GOOD, "orderType": "LIMIT"}, 400, ["limitPrice"]),
     ("LIMIT with zero limitPrice", {**GOOD, "orderType": "LIMIT", "limitPrice": 0}, 400, ["limitPrice"]),
     ("slippage out of range", {**GOOD, "slippageBps": 5001}, 400, ["slippageBps"]),

@@ -29,7 +29,7 @@ SLOW = {
     "OEE_MAX_QUEUED_ORDERS": "6",
     "OEE_MARKET_MAX_AGE_S": str(MAX_AGE_S),
 }
-ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5}
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5, "orderType": "MARKET"}
 TERMINAL = {"confirmed", "failed", "cancelled", "expired"}
 
 

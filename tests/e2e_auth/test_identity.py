@@ -16,7 +16,7 @@ from tests.e2e.wsclient import statuses
 from tests.e2e_auth.conftest import ADMIN_KEY, ORIGIN, Accounts, bearer
 from tests.engine_process import EngineProcess
 
-ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1}
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "MARKET"}
 WAITING = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "LIMIT", "limitPrice": 1e9}  # never fires
 
 

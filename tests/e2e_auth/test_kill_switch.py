@@ -20,14 +20,17 @@ from tests.engine_process import EngineProcess
 
 
 async def best_price(client: httpx.AsyncClient, token_in: str, token_out: str) -> float:
-    response = await client.post("/api/orders/execute", json={"tokenIn": token_in, "tokenOut": token_out, "amount": 0.5})
+    response = await client.post(
+        "/api/orders/execute", json={"tokenIn": token_in, "tokenOut": token_out, "amount": 0.5, "orderType": "MARKET"}
+    )
     assert response.status_code == 202, response.text
     order_id = response.json()["orderId"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         order = (await client.get(f"/api/orders/{order_id}")).json()
-        if order.get("routingDecision"):
-            return float(max(q["price"] for q in order["routingDecision"]["quotes"]))
+        decision = order.get("routingDecision")
+        if decision:  # the seed's shape: one <venue>Quote per venue, netPrice after fees
+            return float(max(q["netPrice"] for key, q in decision.items() if key.endswith("Quote")))
         await asyncio.sleep(0.05)
     raise AssertionError("no routing decision")
 
@@ -54,10 +57,14 @@ async def test_a_pair_halt_refuses_and_holds_its_orders_until_resumed(accounts: 
         for venue in ("raydium", "meteora"):  # the price now meets the limit: the order would fire
             moved = await admin.post("/api/sim/price", json={"venue": venue, "base": "JUP", "quote": "USDC", "percent": 12})
             assert moved.status_code in (200, 400), moved.text  # meteora lists JUP/SOL, not JUP/USDC
-        refused = await trader.client.post("/api/orders/execute", json={"tokenIn": "USDC", "tokenOut": "JUP", "amount": 5})
+        refused = await trader.client.post(
+            "/api/orders/execute", json={"tokenIn": "USDC", "tokenOut": "JUP", "amount": 5, "orderType": "MARKET"}
+        )
         assert refused.status_code == 503 and refused.json() == {"error": "Trading halted", "message": "JUP oracle incident"}
         assert (
-            await trader.client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5})
+            await trader.client.post(
+                "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5, "orderType": "MARKET"}
+            )
         ).status_code == 202
         await asyncio.sleep(2.0)  # forty watcher ticks with the condition met
         assert (await trader.client.get(f"/api/orders/{order_id}")).json()["status"] == "waiting"
@@ -84,7 +91,9 @@ async def test_a_global_halt_refuses_every_submission_with_its_reason(accounts: 
         halted = await admin.put("/api/admin/trading-state", json={"state": "halted", "reason": "exchange-wide incident 9"})
         assert halted.status_code == 200 and "pair" not in halted.json()
         for pair in (("SOL", "USDC"), ("JUP", "USDC"), ("USDC", "USDT")):
-            response = await trader.client.post("/api/orders/execute", json={"tokenIn": pair[0], "tokenOut": pair[1], "amount": 1})
+            response = await trader.client.post(
+                "/api/orders/execute", json={"tokenIn": pair[0], "tokenOut": pair[1], "amount": 1, "orderType": "MARKET"}
+            )
             assert response.status_code == 503 and response.json()["message"] == "exchange-wide incident 9", response.text
         state = (await admin.get("/api/admin/trading-state")).json()
         assert (state["state"], state["reason"], state["changedBy"]) == ("halted", "exchange-wide incident 9", "admin")
@@ -93,7 +102,9 @@ async def test_a_global_halt_refuses_every_submission_with_its_reason(accounts: 
         assert (await admin.put("/api/admin/trading-state", json={"state": "halted", "reason": "x", "pair": "SOL"})).status_code == 400
     finally:
         await resume_everything(admin)
-    assert (await trader.client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1})).status_code == 202
+    assert (
+        await trader.client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "MARKET"})
+    ).status_code == 202
 
 
 def _cli(engine: EngineProcess, *args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import websockets
 from tests.e2e_auth.conftest import Accounts, bearer
 from tests.engine_process import EngineProcess
 
-ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5}
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5, "orderType": "MARKET"}
 WAITING = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "LIMIT", "limitPrice": 1e9}  # never fires
 
 
@@ -73,13 +73,17 @@ async def test_risk_denials_carry_their_codes_and_store_nothing(
     conn = await asyncpg.connect(engine.stores.database_url)
     try:
         before = await conn.fetchval("SELECT count(*) FROM orders WHERE account = $1", trader.name)
-        notional = await trader.client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 10_000})
+        notional = await trader.client.post(
+            "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 10_000, "orderType": "MARKET"}
+        )
         body = notional.json()
         assert notional.status_code == 422 and body["error"] == "Risk check failed"
         codes = [d["code"] for d in body["details"]]
         assert codes == ["max_notional", "max_depth_share"], body
         assert body["details"][0]["limit"] == 1_000_000 and body["details"][0]["value"] > 1_000_000
-        depth = await trader.client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 10})
+        depth = await trader.client.post(
+            "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 10, "orderType": "MARKET"}
+        )
         assert depth.status_code == 422 and [d["code"] for d in depth.json()["details"]] == ["max_depth_share"], depth.text
         first = await trader.client.post("/api/orders/execute", json={**WAITING, "amount": 4})  # ~$600, waits
         assert first.status_code == 202, first.text

@@ -17,7 +17,9 @@ async def test_one_order_at_default_timings(stores: TestStores) -> None:
     engine.start()
     try:
         async with httpx.AsyncClient(base_url=engine.url) as client:
-            response = await client.post("/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1})
+            response = await client.post(
+                "/api/orders/execute", json={"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "MARKET"}
+            )
             assert response.status_code == 202
             order_id = response.json()["orderId"]
         messages, code = await follow(engine.ws_url, order_id, timeout_s=60)
@@ -25,8 +27,8 @@ async def test_one_order_at_default_timings(stores: TestStores) -> None:
         exit_code = engine.stop()
         engine.discard()
         assert exit_code == 0
-    at = {m["status"]: m["ts"] for m in messages if m.get("type") == "status"}
-    assert statuses(messages) == ["pending", "routing", "building", "submitted", "confirmed"] and code == 1000
+    at = {m["status"]: m["timestamp"] for m in messages if m.get("type") == "status"}
+    assert statuses(messages) == ["pending", "routing", "building", "submitted", "confirmed"] and code == 1000, messages[-2:]
     routing_ms = at["building"] - at["routing"]
     swap_ms = at["confirmed"] - at["submitted"]
     print(f"default timings: routing {routing_ms:.0f} ms (one 200 ms quote), swap {swap_ms:.0f} ms (2000-3000 ms)")

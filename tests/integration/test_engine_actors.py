@@ -12,7 +12,7 @@ import ray
 from actors.rate_limiter import RateLimiter
 from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
-from engine.models import OrderEvent, OrderRequest, OrderStatus
+from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType
 from venues.simulated import PostgresLedger
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -24,7 +24,9 @@ async def submit(intake: OrderIntake, count: int, amount: float = 2.0) -> list[s
     ids = []
     for i in range(count):
         pair = ("SOL", "USDC") if i % 2 == 0 else ("USDC", "SOL")
-        request = OrderRequest(token_in=pair[0], token_out=pair[1], amount=amount if i % 2 == 0 else amount * 150)
+        request = OrderRequest(
+            token_in=pair[0], token_out=pair[1], amount=amount if i % 2 == 0 else amount * 150, order_type=OrderType.MARKET
+        )
         outcome = await intake.submit(request, time.time() * 1000)
         assert isinstance(outcome, Accepted)
         ids.append(outcome.order_id)
@@ -196,7 +198,9 @@ async def test_an_open_order_missing_from_the_queue_is_swept_up(engine_factory, 
     from engine.intake import new_order
 
     engine_factory()  # started (and its start-up recovery done) before the order exists
-    order, first = new_order(OrderRequest(token_in="SOL", token_out="USDC", amount=0.5), time.time() * 1000 - 10_000)
+    order, first = new_order(
+        OrderRequest(token_in="SOL", token_out="USDC", amount=0.5, order_type=OrderType.MARKET), time.time() * 1000 - 10_000
+    )
     await journal.insert_order(order, first)  # in PostgreSQL only: Redis never heard of it
     trails = await wait_terminal(journal, [order.order_id], timeout_s=30)
     assert trails[order.order_id][-1].status is OrderStatus.CONFIRMED

@@ -74,7 +74,7 @@ async def test_price_pushed_mid_swap_fails_with_slippage_exceeded_and_swaps_noth
     pg_pool,
 ) -> None:
     actors, _ = engine_factory(swap_latency_ms=(800.0, 800.0))
-    request = OrderRequest(token_in="SOL", token_out="USDC", amount=2.0, slippage_bps=50)
+    request = OrderRequest(token_in="SOL", token_out="USDC", amount=2.0, slippage_bps=50, order_type=OrderType.MARKET)
     outcome = await intake.submit(request, time.time() * 1000)
     assert isinstance(outcome, Accepted)
 

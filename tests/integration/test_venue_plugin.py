@@ -11,7 +11,7 @@ import ray
 from engine.clock import Clock
 from engine.errors import NoPoolError
 from engine.intake import Accepted
-from engine.models import DexQuote, OrderRequest, SwapResult, VenueName
+from engine.models import DexQuote, OrderRequest, OrderType, SwapResult, VenueName
 from engine.ports import PoolView
 from tests.integration.test_engine_actors import submit, wait_terminal
 from venues.registry import VenueContext
@@ -82,7 +82,9 @@ async def test_an_order_routes_to_a_registered_third_venue_that_quotes_best(engi
     assert ("SOL", "USDC") in ray.get(actors.venues["toy"].pairs.remote())
 
     [sol_usdc] = await submit(intake, 1)
-    outcome = await intake.submit(OrderRequest(token_in="SOL", token_out="USDT", amount=1.0), time.time() * 1000)
+    outcome = await intake.submit(
+        OrderRequest(token_in="SOL", token_out="USDT", amount=1.0, order_type=OrderType.MARKET), time.time() * 1000
+    )
     assert isinstance(outcome, Accepted)
     trails = await wait_terminal(journal, [sol_usdc, outcome.order_id])
 

@@ -168,12 +168,12 @@ async def test_status_hub_killed_streams_resume_in_order(engine: tuple[Stack, En
         assert messages and messages[0]["type"] == "connected", (order_id, messages[:2])
         assert trail == result.trails[order_id], f"{order_id}: stream {trail} != journal {result.trails[order_id]}"
         assert check_trail(trail) is None and code == 1000, (order_id, trail, code)
-        live = [m["_rx"] - m["ts"] for m in events if m["ts"] >= messages[0]["_rx"]]  # published while connected
+        live = [m["_rx"] - m["timestamp"] for m in events if m["timestamp"] >= messages[0]["_rx"]]  # published while connected
         if order_id in late_ids:
             late_lags += live
             continue
-        lags += [m["_rx"] - m["ts"] for m in events if m["ts"] >= back_ms + 1000]
-        baseline += [m["_rx"] - m["ts"] for m in events if messages[0]["_rx"] <= m["ts"] < kill_ms]
+        lags += [m["_rx"] - m["timestamp"] for m in events if m["timestamp"] >= back_ms + 1000]
+        baseline += [m["_rx"] - m["timestamp"] for m in events if messages[0]["_rx"] <= m["timestamp"] < kill_ms]
     lags.sort()
     worst = lags[-1] if lags else 0.0
     p50 = lags[len(lags) // 2] if lags else 0.0

@@ -1,8 +1,8 @@
 """Hostile input never gets a 500, and a rejected request leaves nothing behind.
 
 Nasty bodies, Idempotency-Key edges, a 20 MB body, 500 WebSockets to junk ids, and schemathesis
-over every operation of /openapi.json. Before/after snapshots of PostgreSQL and Redis show
-that only accepted requests stored anything.
+over every operation of /openapi.json (no server error, and every body on its declared schema).
+Before/after snapshots of PostgreSQL and Redis show that only accepted requests stored anything.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def body(**over: Any) -> bytes:
 
 
 def amount(literal: bytes) -> bytes:
-    return b'{"tokenIn":"SOL","tokenOut":"USDC","amount":' + literal + b"}"
+    return b'{"tokenIn":"SOL","tokenOut":"USDC","orderType":"MARKET","amount":' + literal + b"}"
 
 
 # (name, raw body, content type or None for no header, statuses allowed). A 202 is allowed only where the
@@ -148,7 +148,7 @@ NASTY: list[tuple[str, bytes, str | None, set[int]]] = [
     ("RTL and emoji in an unknown field", body(note="\u202e\U0001f680 \u0000"), JSON, {202}),
     ("lone surrogate in a token", b'{"tokenIn":"\\ud800","tokenOut":"USDC","amount":1}', JSON, {400}),
     ("lone surrogate in orderType", b'{"tokenIn":"SOL","tokenOut":"USDC","amount":1,"orderType":"\\udfff"}', JSON, {400}),
-    ("lone surrogate as a key", b'{"\\ud800":1,"tokenIn":"SOL","tokenOut":"USDC","amount":1}', JSON, {202, 400}),
+    ("lone surrogate as a key", b'{"\\ud800":1,"tokenIn":"SOL","tokenOut":"USDC","amount":1,"orderType":"MARKET"}', JSON, {202, 400}),
     ("invalid UTF-8", b'{"tokenIn":"\xff\xfe","tokenOut":"USDC","amount":1}', JSON, {400}),
     ("UTF-16 body", json.dumps(GOOD).encode("utf-16"), JSON, {202, 400}),
     ("UTF-8 BOM", b"\xef\xbb\xbf" + body(), JSON, {202, 400}),
@@ -160,6 +160,7 @@ NASTY: list[tuple[str, bytes, str | None, set[int]]] = [
     ("object for the amount", body(amount={"$gt": 0}), JSON, {400}),
     ("string for the amount", body(amount="1"), JSON, {400}),
     ("array for orderType", body(orderType=["MARKET"]), JSON, {400}),
+    ("no orderType", b'{"tokenIn":"SOL","tokenOut":"USDC","amount":1}', JSON, {400}),
     ("nested arrays 7000 deep", b"[" * 7000 + b"]" * 7000, JSON, {400}),
     ("nested objects 2500 deep", b'{"a":' * 2500 + b"1" + b"}" * 2500, JSON, {400}),
     ("empty body", b"", JSON, {400}),
@@ -174,9 +175,14 @@ NASTY: list[tuple[str, bytes, str | None, set[int]]] = [
     ("truncated", body()[:-3], JSON, {400}),
     ("comment", b'{/* x */"tokenIn":"SOL","tokenOut":"USDC","amount":1}', JSON, {400}),
     ("single quotes", b"{'tokenIn':'SOL','tokenOut':'USDC','amount':1}", JSON, {400}),
-    ("duplicate key, last one invalid", b'{"tokenIn":"SOL","tokenOut":"USDC","amount":1,"amount":-1}', JSON, {400}),
-    ("duplicate key, last one valid", b'{"tokenIn":"SOL","tokenOut":"USDC","amount":-1,"amount":1}', JSON, {202, 400}),
-    ("duplicate key making the same pair", b'{"tokenIn":"SOL","tokenOut":"USDC","tokenOut":"SOL","amount":1}', JSON, {400}),
+    ("duplicate key, last one invalid", b'{"tokenIn":"SOL","tokenOut":"USDC","orderType":"MARKET","amount":1,"amount":-1}', JSON, {400}),
+    ("duplicate key, last one valid", b'{"tokenIn":"SOL","tokenOut":"USDC","orderType":"MARKET","amount":-1,"amount":1}', JSON, {202, 400}),
+    (
+        "duplicate key making the same pair",
+        b'{"tokenIn":"SOL","tokenOut":"USDC","tokenOut":"SOL","amount":1,"orderType":"MARKET"}',
+        JSON,
+        {400},
+    ),
     ("text/plain", body(), "text/plain", {415}),
     ("application/xml", b"<order><tokenIn>SOL</tokenIn></order>", "application/xml", {415}),
     (
@@ -260,18 +266,27 @@ async def test_idempotency_key_edges(engine: tuple[Stack, EngineProcess]) -> Non
         order_id = first.json()["orderId"]
         spellings: list[bytes | dict[str, Any]] = [
             b' {\n "orderType" : "MARKET" ,"amount":2.0,  "tokenOut":"USDC","tokenIn":"SOL"}\n',
-            {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 2},  # orderType defaults to MARKET
             {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 2e0, "orderType": "MARKET", "note": "ignored field"},
             {"tokenIn": "sol", "tokenOut": "usdc", "amount": 2, "orderType": "MARKET"},  # symbols are case-insensitive
-            {"tokenIn": "So11111111111111111111111111111111111111112", "tokenOut": "USDC", "amount": 2},  # SOL's mint
+            {
+                "tokenIn": "So11111111111111111111111111111111111111112",
+                "tokenOut": "USDC",
+                "amount": 2,
+                "orderType": "MARKET",
+            },  # SOL's mint
         ]
         replays = [await post(s, key) for s in spellings]
         assert [(r.status_code, r.json().get("orderId")) for r in replays] == [(202, order_id)] * len(spellings), [r.text for r in replays]
-        assert (await post({"tokenIn": "SOL", "tokenOut": "USDC", "amount": 2.5}, key)).status_code == 422
+        assert (await post({"tokenIn": "SOL", "tokenOut": "USDC", "amount": 2.5, "orderType": "MARKET"}, key)).status_code == 422
+        # Without orderType the body is invalid (never read as MARKET): a 400, not a replay.
+        assert (await post({"tokenIn": "SOL", "tokenOut": "USDC", "amount": 2}, key)).status_code == 400
 
         # Two different bodies racing on one fresh key: one order; the losers get that order or 422, never a second one.
         race = f"race-{unique}"
-        bodies = [{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1}, {"tokenIn": "USDC", "tokenOut": "SOL", "amount": 150}]
+        bodies = [
+            {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "MARKET"},
+            {"tokenIn": "USDC", "tokenOut": "SOL", "amount": 150, "orderType": "MARKET"},
+        ]
         answers = await asyncio.gather(*(post(bodies[i % 2], race) for i in range(10)))
         winners = {r.json()["orderId"] for r in answers if r.status_code == 202}
         assert len(winners) == 1 and {r.status_code for r in answers} <= {202, 422}, [(r.status_code, r.text[:80]) for r in answers]
@@ -513,7 +528,7 @@ async def test_500_websockets_to_junk_ids_are_refused_cleanly(engine: tuple[Stac
 SCHEMATHESIS_TIMEOUT_S = 150
 
 
-async def test_schemathesis_finds_no_server_error(engine: tuple[Stack, EngineProcess]) -> None:
+async def test_schemathesis_finds_no_server_error_and_no_body_off_its_schema(engine: tuple[Stack, EngineProcess]) -> None:
     stack, proc = engine
     before = await snapshot(stack)
     work = Path(tempfile.mkdtemp(prefix="oee-rel-st-", dir="/tmp"))  # .hypothesis and reports stay out of the repo
@@ -526,7 +541,7 @@ async def test_schemathesis_finds_no_server_error(engine: tuple[Stack, EnginePro
         "run",
         f"{proc.url}/openapi.json",
         "--checks",
-        "not_a_server_error",
+        "not_a_server_error,response_schema_conformance",
         "--max-examples",
         "20",
         "--workers",

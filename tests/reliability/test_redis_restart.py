@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from engine.adapters.redis_store import RedisOrders, connect
 from engine.intake import new_order
-from engine.models import OrderRequest, OrderStatus
+from engine.models import OrderRequest, OrderStatus, OrderType
 from tests.reliability.conftest import Stacks
 from tests.reliability.helpers import (
     all_order_ids,
@@ -117,7 +117,7 @@ async def test_the_first_write_after_a_redis_restart_succeeds(stacks: Stacks) ->
         await asyncio.gather(*opened)
         await asyncio.to_thread(stack.redis.kill)
         await asyncio.to_thread(stack.redis.start)
-        request = OrderRequest(token_in="SOL", token_out="USDC", amount=1.0)
+        request = OrderRequest(token_in="SOL", token_out="USDC", amount=1.0, order_type=OrderType.MARKET)
         done = [new_order(request, time.time() * 1000 + i)[0].model_copy(update={"status": OrderStatus.CONFIRMED}) for i in range(4)]
         await asyncio.gather(*(orders.finish(o) for o in done))
         stored = [await orders.get(o.order_id) for o in done]

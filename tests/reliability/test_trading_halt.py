@@ -25,7 +25,7 @@ ENV = {
     "OEE_RATE_LIMIT_BURST": "1",
     "OEE_SWAP_LATENCY_MS": "100-200",
 }
-ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5, "slippageBps": 1000}
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5, "slippageBps": 1000, "orderType": "MARKET"}
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 

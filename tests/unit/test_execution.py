@@ -52,11 +52,14 @@ async def test_happy_path_routes_to_the_better_venue_and_confirms(
     events = journal.events_for(OID)
     assert statuses(events) == [S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED]
     assert [e.seq for e in events] == [2, 3, 4, 5]
-    routing, building, _, confirmed = events
+    routing, building, submitted, confirmed = events
     assert routing.attempt == 1
     assert routing.error is None
     assert building.routing_decision is not None
     assert building.routing_decision.venue is better
+    assert building.routing_decision.decided_at == clock.epoch_ms()  # the workflow's clock, not the wall's
+    # submitted and confirmed repeat the decision for the stream (the seed's clients read it there)
+    assert submitted.routing_decision == confirmed.routing_decision == building.routing_decision
     assert better in building.routing_decision.reason
     assert {q.venue for q in building.routing_decision.quotes} == {R, M}
     swap = venues[better].ledger[OID]

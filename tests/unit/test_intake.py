@@ -31,7 +31,7 @@ def parse_order(
 
 
 def body(**fields: Any) -> bytes:
-    base: dict[str, Any] = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.5}
+    base: dict[str, Any] = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1.5, "orderType": "MARKET"}
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 
@@ -52,7 +52,7 @@ def body(**fields: Any) -> bytes:
         (body(amount=1e12), "SOL", "USDC", 1e12, OrderType.MARKET),
         (body(amount=1e-9), "SOL", "USDC", 1e-9, OrderType.MARKET),
         (body(slippage=0.5, clientId="abc", nested={"x": [1, 2]}), "SOL", "USDC", 1.5, OrderType.MARKET),
-        (b'{"token_in": "SOL", "token_out": "USDC", "amount": 1.5}', "SOL", "USDC", 1.5, OrderType.MARKET),
+        (b'{"token_in": "SOL", "token_out": "USDC", "amount": 1.5, "order_type": "MARKET"}', "SOL", "USDC", 1.5, OrderType.MARKET),
     ],
     ids=["plain", "lowercase", "padded", "usdc-mint", "both-mints", "explicit-market", "bonk", "max", "tiny", "extra-fields", "snake-case"],
 )
@@ -107,7 +107,13 @@ def test_non_object_json_is_refused(raw: bytes) -> None:
     [
         (body(tokenIn=...), [(["tokenIn"], "missing")]),
         (body(amount=...), [(["amount"], "missing")]),
-        (b"{}", [(["tokenIn"], "missing"), (["tokenOut"], "missing"), (["amount"], "missing")]),
+        (body(orderType=...), [(["orderType"], "missing")]),
+        (b"{}", [(["tokenIn"], "missing"), (["tokenOut"], "missing"), (["amount"], "missing"), (["orderType"], "missing")]),
+        (
+            body(tokenIn="", amount=0, orderType=...),
+            [(["tokenIn"], "string_too_short"), (["amount"], "greater_than"), (["orderType"], "missing")],
+        ),
+        (body(orderType=None), [(["orderType"], "string_type")]),
         (body(tokenIn=""), [(["tokenIn"], "string_too_short")]),
         (body(tokenIn="   "), [(["tokenIn"], "unknown_token")]),
         (body(tokenOut="DOGE"), [(["tokenOut"], "unknown_token")]),
@@ -118,10 +124,10 @@ def test_non_object_json_is_refused(raw: bytes) -> None:
         (body(tokenOut=SOL_MINT), [([], "same_token")]),
         (body(amount=0), [(["amount"], "greater_than")]),
         (body(amount=-1.5), [(["amount"], "greater_than")]),
-        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": -0}', [(["amount"], "greater_than")]),
-        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": -0.0}', [(["amount"], "greater_than")]),
-        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1e400}', [(["amount"], "finite_number")]),
-        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1e-400}', [(["amount"], "greater_than")]),
+        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "orderType": "MARKET", "amount": -0}', [(["amount"], "greater_than")]),
+        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "orderType": "MARKET", "amount": -0.0}', [(["amount"], "greater_than")]),
+        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "orderType": "MARKET", "amount": 1e400}', [(["amount"], "finite_number")]),
+        (b'{"tokenIn": "SOL", "tokenOut": "USDC", "orderType": "MARKET", "amount": 1e-400}', [(["amount"], "greater_than")]),
         (body(amount=1e13), [(["amount"], "less_than_equal")]),
         (body(amount="10"), [(["amount"], "float_type")]),
         (body(amount=True), [(["amount"], "float_type")]),
@@ -226,7 +232,7 @@ def test_sniper_may_name_a_pair_no_venue_trades_yet() -> None:
     assert (request.token_in, request.token_out) == ("SOL", UNLISTED_MINT)
 
 
-@pytest.mark.parametrize("order_type", [{}, {"orderType": "MARKET"}, {"orderType": "LIMIT", "limitPrice": 1.0}])
+@pytest.mark.parametrize("order_type", [{"orderType": "MARKET"}, {"orderType": "LIMIT", "limitPrice": 1.0}])
 def test_other_orders_on_an_unlisted_pair_are_refused(order_type: dict[str, Any]) -> None:
     rejection = parse_order(body(tokenIn="SOL", tokenOut=UNLISTED_MINT, **order_type), NOW_MS)
     assert isinstance(rejection, Rejection)

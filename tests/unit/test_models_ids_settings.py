@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.ids import ORDER_ID_PATTERN, new_order_id, parse_order_id
-from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, iso_ms
+from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision
 from engine.retry import RetryPolicy
 from engine.settings import Settings
 from venues.simulated import METEORA, VenueTiming, venue_timing
@@ -71,7 +71,7 @@ def test_parse_order_id_accepts_a_well_formed_id() -> None:
     assert ORDER_ID_PATTERN.pattern.startswith("^order_")
 
 
-# --------------------------------------------------------------------------- Order.apply, OrderEvent.to_message
+# --------------------------------------------------------------------------- Order.apply
 
 
 def pending() -> Order:
@@ -173,59 +173,6 @@ def test_apply_folds_a_split_confirmation_and_keeps_hashes_on_a_later_failure_ev
     assert (confirmed.tx_hash, confirmed.tx_hashes) == ("a", ["a", "b"])
     failed = pending().apply(event(2, S.ROUTING, attempt=1)).apply(event(3, S.FAILED, failure_reason="x", tx_hashes=["a"]))
     assert failed.tx_hashes == ["a"]  # a failure may report swaps that landed
-
-
-def test_cancel_flag_and_trigger_stay_out_of_the_public_json() -> None:
-    order = pending().model_copy(update={"cancel_requested": True, "triggered_at": float(NOW_MS), "expires_at": NOW_MS + 1_000.0})
-    public = order.to_public()
-    assert "cancelRequested" not in public and "triggeredAt" not in public
-    assert public["expiresAt"] == "2025-11-24T16:00:01.000Z"
-
-
-def test_event_to_message() -> None:
-    message = event(2, S.ROUTING, NOW_MS + 123, attempt=2, error="meteora: timeout").to_message()
-    assert message == {
-        "type": "status",
-        "orderId": OID,
-        "seq": 2,
-        "status": "routing",
-        "attempt": 2,
-        "error": "meteora: timeout",
-        "timestamp": "2025-11-24T16:00:00.123Z",
-        "ts": NOW_MS + 123,
-    }
-
-
-def test_event_to_message_with_a_routing_decision_is_camel_case() -> None:
-    message = event(3, S.BUILDING, routing_decision=decision()).to_message()
-    assert message["type"] == "status"
-    assert message["status"] == "building"
-    assert "at" not in message
-    assert message["routingDecision"]["venue"] == "meteora"
-    assert message["routingDecision"]["quotes"][0]["amountOut"] == 300.0
-    assert message["routingDecision"]["quotes"][0]["priceImpactPct"] == 0.0
-
-
-@pytest.mark.parametrize(
-    ("epoch_ms", "iso"),
-    [
-        (0.0, "1970-01-01T00:00:00.000Z"),
-        (float(NOW_MS), "2025-11-24T16:00:00.000Z"),
-        (NOW_MS + 1.9, "2025-11-24T16:00:00.001Z"),
-    ],
-)
-def test_iso_ms(epoch_ms: float, iso: str) -> None:
-    assert iso_ms(epoch_ms) == iso
-
-
-def test_order_to_public_renders_times_as_iso() -> None:
-    order = pending().apply(event(2, S.FAILED, NOW_MS + 1_000, failure_reason="x"))
-    public = order.to_public()
-    assert public["submittedAt"] == "2025-11-24T16:00:00.000Z"
-    assert public["failedAt"] == "2025-11-24T16:00:01.000Z"
-    assert "executedAt" not in public
-    assert public["orderId"] == OID
-    assert public["status"] == "failed"
 
 
 # --------------------------------------------------------------------------- Settings

@@ -14,7 +14,7 @@ from engine.trail import Signal, is_whole
 
 
 def event(seq: int, status: str, order_id: str = "o1", **extra: Any) -> dict[str, Any]:
-    return {"orderId": order_id, "seq": seq, "status": status, "ts": 1000.0 + seq, **extra}
+    return {"orderId": order_id, "seq": seq, "status": status, "timestamp": 1000 + seq, **extra}
 
 
 class _Method:

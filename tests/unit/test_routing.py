@@ -44,6 +44,12 @@ def outcomes_in(order: str, **by_venue: DexQuote | VenueError) -> dict[VenueName
 # --------------------------------------------------------------------------- best output wins
 
 
+def test_the_decision_records_when_it_was_made() -> None:
+    outcomes = {R: quote(R, 151.0), M: quote(M, 150.0)}
+    assert choose_route(outcomes, now_ms=1_764_000_000_250.5).decided_at == 1_764_000_000_250.5
+    assert choose_route(outcomes).decided_at is None
+
+
 @pytest.mark.parametrize("order", ["rm", "mr"])
 @pytest.mark.parametrize(("winner", "loser"), [(R, M), (M, R)])
 def test_higher_net_output_wins_whichever_venue(order: str, winner: VenueName, loser: VenueName) -> None:
@@ -257,6 +263,7 @@ class RouteOptions(TypedDict, total=False):
 
     slippage_bps: int
     min_out_floor: float
+    now_ms: float
 
 
 async def routed_with_curves(
@@ -274,9 +281,10 @@ async def routed_with_curves(
 
 
 async def test_a_large_order_is_split_across_both_venues() -> None:
-    decision, quotes, curves = await routed_with_curves("USDC", "SOL", 300_000.0)
+    decision, quotes, curves = await routed_with_curves("USDC", "SOL", 300_000.0, now_ms=1_764_000_000_250.0)
     best_single = max(q.amount_out for q in quotes.values())
     assert len(decision.legs) == 2
+    assert decision.decided_at == 1_764_000_000_250.0
     assert {leg.venue for leg in decision.legs} == {R, M}
     assert sum(leg.percent for leg in decision.legs) == pytest.approx(100.0)
     assert sum(leg.amount_in for leg in decision.legs) == pytest.approx(300_000.0)

@@ -8,7 +8,7 @@ from actors.status_hub import StatusHub
 
 
 def event(order_id: str, seq: int, status: str) -> dict[str, Any]:
-    return {"type": "status", "orderId": order_id, "seq": seq, "status": status, "ts": 1.0 * seq}
+    return {"type": "status", "orderId": order_id, "seq": seq, "status": status, "timestamp": seq}
 
 
 async def test_publish_many_reaches_each_orders_subscribers_in_one_poll() -> None:

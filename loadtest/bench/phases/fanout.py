@@ -88,17 +88,17 @@ async def fanout_phase(engine: EngineRun, mode: Mode, subscribers: int, per_orde
             incomplete += 1
         if sub.error:
             errors[sub.error.split(":")[0]] += 1
-        for _, status, ts, received in sub.events:
-            if sub.connected_ms is not None and ts >= sub.connected_ms:
-                live.append(received - ts)
-                live_by_status[status].append(received - ts)
-                stall = lag.stall_during(ts, received)
+        for _, status, sent, received in sub.events:
+            if sub.connected_ms is not None and sent >= sub.connected_ms:
+                live.append(received - sent)
+                live_by_status[status].append(received - sent)
+                stall = lag.stall_during(sent, received)
                 if stall == 0:
-                    unstalled.append(received - ts)
-                elif received - ts > 50:
+                    unstalled.append(received - sent)
+                elif received - sent > 50:
                     late_while_stalled += 1
-                if ts >= all_connected_ms:
-                    steady.append(received - ts)
+                if sent >= all_connected_ms:
+                    steady.append(received - sent)
             else:
                 history += 1
     log(f"  live-event latency p50 {percentile(live, 50) or 0:.1f} ms p99 {percentile(live, 99) or 0:.1f} ms; dropped {dropped}")
