@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -118,8 +121,10 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("loadtest/results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
-    engine = EngineRun("auth-cost", ENV, args.out / f"auth-cost-{stamp}-engine.log")
+    stamp = time.strftime("%Y-%m-%dT%H-%MZ", time.gmtime())
+    load_before = os.getloadavg()[0]
+    log_path = Path(tempfile.mkstemp(prefix="oee-auth-cost-", suffix=".log")[1])
+    engine = EngineRun("auth-cost", ENV, log_path)
     await engine.start()
     try:
         key = await _key(engine.url)
@@ -128,18 +133,32 @@ async def main(argv: list[str]) -> int:
     finally:
         await engine.stop()
     pure = pure_costs()
-    summary: dict[str, Any] = {
-        "date": stamp,
-        "concurrency": args.concurrency,
-        "rounds": results,
-        "admission_script": admission,
-        "pure": pure,
-    }
+    figures: dict[str, Any] = {}
     for name, rows in results.items():
-        summary[f"{name} median rps"] = statistics.median(r["rps"] for r in rows)
-        summary[f"{name} median p50_ms"] = statistics.median(r["p50_ms"] for r in rows)
-    a, b = summary["no key median rps"], summary["key median rps"]
-    summary["auth cost per request ms (from medians)"] = round(1000 * args.concurrency * (1 / b - 1 / a), 3) if a and b else None
+        tag = name.replace(" ", "_")
+        figures[f"{tag}_median_req_s"] = statistics.median(r["rps"] for r in rows)
+        figures[f"{tag}_median_p50_ms"] = statistics.median(r["p50_ms"] for r in rows)
+        figures[f"{tag}_rounds_req_s"] = [r["rps"] for r in rows]
+    a, b = figures["no_key_median_req_s"], figures["key_median_req_s"]
+    figures["key_cost_per_request_ms_from_medians"] = round(1000 * args.concurrency * (1 / b - 1 / a), 3) if a and b else None
+    figures["admission_script_p50_ms"] = admission["p50_ms"]
+    figures["admission_script_p99_ms"] = admission["p99_ms"]
+    figures.update(pure)
+    commit = (
+        await asyncio.to_thread(subprocess.run, ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    ).stdout.strip()
+    summary: dict[str, Any] = {
+        "run": stamp,
+        "tool": "loadtest.auth_cost",
+        "command": ".venv/bin/python -m loadtest.auth_cost "
+        f"--rounds {args.rounds} --seconds {args.seconds:g} --concurrency {args.concurrency}",
+        "code": commit,
+        "machine": f"shared 2-core machine, load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+        "figures": figures,
+        "notes": "POST /api/orders/execute at the given concurrency, rounds alternating with and without a key on one open-mode "
+        "engine; both arms pay the risk check and the admission script, timed alone from this process (Redis round trip).",
+        "rounds": results,
+    }
     print(json.dumps(summary, indent=2))
     (args.out / f"{stamp}-auth_cost.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
