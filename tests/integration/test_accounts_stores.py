@@ -23,7 +23,7 @@ from engine.admission import Verdict
 from engine.bands import Band
 from engine.errors import DuplicateRequest
 from engine.intake import new_order
-from engine.models import OrderRequest, OrderStatus
+from engine.models import OrderRequest, OrderStatus, OrderType
 from engine.trading_state import GLOBAL, TradingState, pair_scope
 from tests.conftest import TestStores
 
@@ -66,7 +66,7 @@ def admission(client: aioredis.Redis, clean: TestStores) -> AdmissionStore:
 
 
 def _order(account: str = "local", amount: float = 1.0, at: float | None = None, pair: tuple[str, str] = ("SOL", "USDC")):
-    request = OrderRequest(token_in=pair[0], token_out=pair[1], amount=amount)
+    request = OrderRequest(token_in=pair[0], token_out=pair[1], amount=amount, order_type=OrderType.MARKET)
     return new_order(request, at or time.time() * 1000, account=account, notional_usd=amount * 150)
 
 
