@@ -74,4 +74,7 @@ def build_from_env(args: AppArgs) -> Application:
     settings = Settings(**args.model_dump(exclude_none=True))
     if not settings.redis_url or not settings.database_url:
         raise ValueError("on a cluster, set OEE_REDIS_URL and OEE_DATABASE_URL to servers every node can reach")
+    problem = settings.protection_problem()
+    if problem is not None:  # OEE_HOST states the bind (the Serve config's http_options.host)
+        raise ValueError(problem)
     return build_app(settings)

@@ -19,6 +19,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from actors.base import EngineActor, warm_up
 from engine.adapters.event_log import EventLog
 from engine.adapters.stores import Stores
+from engine.adapters.trading_store import DispatchGate, TradingStateStore
 from engine.batching import Pacer
 from engine.dispatch import DispatchPolicy, Round
 from engine.errors import StoreUnavailable
@@ -65,6 +66,7 @@ class Dispatcher(EngineActor):
         stores = await self.stores(min_size=2, max_size=4)
         # in the background: never holds up recovery
         self._warming = asyncio.create_task(warm_up([self._limiter.stats.remote()], [e.run_many.remote([]) for e in self._executors]))
+        self._gate = DispatchGate(TradingStateStore(stores.pool, stores.redis, self._settings.redis_prefix), stores.orders)
         recovered = await self._recover(stores, "start-up")
         await stores.orders.mark_epoch(self._epoch)
         self._pump = asyncio.create_task(self._pump_loop(stores))
@@ -114,7 +116,7 @@ class Dispatcher(EngineActor):
         copies left active for orders PostgreSQL says are finished (a terminal write to Redis that
         failed while Redis kept its data: GET would show the old state for good)."""
         busy = set(self._policy.running)
-        queued = await stores.orders.queued_ids()
+        queued = await stores.orders.queued_ids() | await self._gate.store.parked_ids()  # parked: a halted pair's
         candidates = await stores.journal.sweep_candidates((time.time() - SWEEP_EVERY_S) * 1000)
         suspects = self._policy.unaccounted(candidates, queued | busy)
         # one query for all of them (the journal coalesces loads made together)
@@ -155,7 +157,7 @@ class Dispatcher(EngineActor):
             await pacer.turn()  # under load, one round per window: one pop, one limiter call, one hand-off
             reserved = self._policy.reserve_slots(POP_BATCH)
             try:
-                items = await stores.orders.pop_many(reserved, 1.0)
+                items = await self._gate.pop(reserved, 1.0)  # within the trading state (a halt holds orders back)
             except StoreUnavailable as exc:
                 self._policy.admit(reserved, [])
                 log.warning("queue unavailable", extra={"error": str(exc)})

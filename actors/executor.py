@@ -10,8 +10,10 @@ from typing import Any
 
 from actors.base import EngineActor, warm_up
 from actors.handles import HubSink, VenueClient, WatcherClient
+from engine.adapters.trading_store import DispatchGate, TradingStateStore
 from engine.batching import Coalescer, Pacer
 from engine.clock import SystemClock
+from engine.errors import StoreUnavailable
 from engine.execution import OrderWorkflow
 from engine.logs import bind
 from engine.models import VenueName
@@ -48,6 +50,7 @@ class OrderExecutor(EngineActor):
                     sink = HubSink(self._hub, window_s)
                     self._batched = [("hub", sink.batching()), ("postgres", stores.journal.batching()), ("redis", stores.orders.batching())]
                     self._batched += [(name, venue.batching()) for name, venue in venues.items()]
+                    self._gate = DispatchGate(TradingStateStore(stores.pool, stores.redis, self._settings.redis_prefix), stores.orders)
                     self._workflow = OrderWorkflow(
                         venues=venues,
                         sink=sink,
@@ -101,6 +104,9 @@ class OrderExecutor(EngineActor):
             try:
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)  # its rate-limit token is due then
+                if await self._held(order_id):  # halted since it was dispatched: back to the queue, not run
+                    finished.put_nowait((order_id, None, None))
+                    return
                 order = await workflow.run(order_id)
                 finished.put_nowait((order_id, order.status.value if order else None, None))
             except Exception as exc:  # reported, not raised: the other orders of the batch go on
@@ -124,6 +130,12 @@ class OrderExecutor(EngineActor):
             pacer.carried(len(answers))
             reported += len(answers)
             yield answers
+
+    async def _held(self, order_id: str) -> bool:
+        try:
+            return await self._gate.hold(order_id)
+        except StoreUnavailable:  # the dispatcher checked the trading state when it popped the order
+            return False
 
     async def abandon(self, order_id: str, reason: str) -> str | None:
         """Fail an order that cannot be executed (it keeps crashing executors), so it still ends."""

@@ -17,12 +17,14 @@ from collections import defaultdict
 from typing import Any
 
 from actors.base import EngineActor
+from engine.adapters.trading_store import TradingStateStore
 from engine.bands import Band
 from engine.errors import StoreUnavailable
 from engine.lifecycle import held_by_watcher
 from engine.models import Order, VenueName
 from engine.ports import PoolView
 from engine.settings import Settings
+from engine.trading_state import TradingStates
 from engine.watch import Watch
 from engine.watching import Verdict, decide
 
@@ -49,6 +51,7 @@ class PriceWatcher(EngineActor):
                 return False
             stores = await self.stores(min_size=1, max_size=4)
             self._journal, self._orders = stores.journal, stores.orders
+            self._trading = TradingStateStore(stores.pool, stores.redis, self._settings.redis_prefix)
             for order in await self._journal.open_orders():
                 if held_by_watcher(order):
                     self._add(Watch.of(order))
@@ -89,13 +92,14 @@ class PriceWatcher(EngineActor):
         if not pairs:
             return 0
         views = await asyncio.gather(*(self._views(pair) for pair in pairs))
+        states = await self._states()
         now_ms = time.time() * 1000
         done = 0
         for pair, pair_views in zip(pairs, views, strict=True):
             for watch in list(self._watches[pair].values()):
                 verdict = decide(watch, pair_views, now_ms)
-                if verdict is Verdict.WAIT:
-                    continue
+                if verdict is Verdict.WAIT or (verdict is Verdict.TRIGGER and (states is None or states.blocks(*pair))):
+                    continue  # a halted scope fires nothing (it may still expire); unknown state: wait too
                 try:
                     if verdict is Verdict.TRIGGER:
                         await self._journal.set_triggered(watch.order_id, now_ms)
@@ -110,6 +114,13 @@ class PriceWatcher(EngineActor):
                 self._watches[pair].pop(watch.order_id, None)
                 done += 1
         return done
+
+    async def _states(self) -> TradingStates | None:
+        try:
+            return await self._trading.states()
+        except StoreUnavailable as exc:
+            log.warning("trading state unreadable; firing nothing this tick", extra={"error": str(exc)})
+            return None
 
     async def _views(self, pair: tuple[str, str]) -> dict[VenueName, PoolView | None]:
         names = list(self._venues)

@@ -1,18 +1,24 @@
 """VenueQuoter: one registered venue behind an actor (RaydiumQuoter, MeteoraQuoter, ...).
 
 The actor builds its venue with the registry's factory (:mod:`venues.registry`) on first use and
-only translates calls; it never names a venue kind.
+only translates calls; it never names a venue kind. It keeps the venue's circuit breaker
+(:class:`engine.circuit_breaker.CircuitBreaker`): while it is open, quotes and snapshots are answered
+at once with a transient venue error, so routing uses the other venues. Swaps and ``find_swap`` are
+never refused (an order already routed here must land or be found), but their faults count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+from engine.adapters.stores import urls
 from engine.batching import Pacer
+from engine.circuit_breaker import CircuitBreaker
 from engine.clock import SystemClock
-from engine.errors import EngineError, TransientVenueError, VenueError
+from engine.errors import EngineError, InsufficientLiquidity, TransientVenueError, VenueError
 from engine.gc_tuning import tune_garbage_collection
 from engine.instruments import REGISTRY, measured
 from engine.logs import setup_logging
@@ -25,6 +31,17 @@ from venues.simulated import SimulatedVenue
 
 _READS = frozenset({"quote", "snapshot", "find_swap", "pairs"})
 T = TypeVar("T")
+_GATED = frozenset({"quote", "snapshot"})
+"""Calls an open breaker refuses: the ones routing makes before it chooses a venue."""
+
+
+def is_fault(result: object) -> bool:
+    """Does this outcome say the venue is unwell? A venue's own answer (no pool, slippage, too little
+    liquidity) says it is working; a timeout, an RPC fault or an unexpected error says it is not."""
+    if not isinstance(result, BaseException):
+        return False
+    answered = isinstance(result, InsufficientLiquidity) or (isinstance(result, VenueError) and not result.transient)
+    return not answered
 
 
 class NotSimulated(EngineError):
@@ -46,21 +63,56 @@ class VenueQuoter:
         self._spec = spec
         self._venue: Venue | None = None
         self._lock = asyncio.Lock()
+        self._breaker = CircuitBreaker(
+            window_s=settings.venue_breaker_window_s,
+            min_calls=settings.venue_breaker_min_calls,
+            error_rate=settings.venue_breaker_error_rate,
+            cooldown_s=settings.venue_breaker_cooldown_s,
+        )
 
     async def _ready(self) -> Venue:
         if self._venue is None:
             async with self._lock:
                 if self._venue is None:
-                    assert self._settings.database_url is not None
-                    context = VenueContext(self._settings, self._settings.database_url, SystemClock())
+                    database_url, _ = urls(self._settings)
+                    context = VenueContext(self._settings, database_url, SystemClock())
                     self._venue = await self._spec.factory()(self._spec.name, context)
         return self._venue
 
+    def _open_error(self) -> TransientVenueError:
+        return TransientVenueError(self._spec.name, f"circuit open after repeated faults; tried again in {self._breaker.cooldown_s:g} s")
+
+    def _record(self, result: object) -> None:
+        fault = is_fault(result)
+        self._breaker.record(time.monotonic(), not fault, f"{type(result).__name__}: {result}" if fault else None)
+
+    async def _counted(self, call: Any) -> Any:
+        """Await ``call``, counting its outcome in the breaker."""
+        try:
+            result = await call
+        except BaseException as exc:
+            self._record(exc)
+            raise
+        self._record(result)
+        return result
+
     async def quote(self, token_in: str, token_out: str, amount: float) -> DexQuote:
-        return await self._measured("quote", (await self._ready()).quote(token_in, token_out, amount))
+        venue = await self._ready()
+        if not self._breaker.allow(time.monotonic()):
+            raise self._open_error()
+        result: DexQuote = await self._counted(self._measured("quote", venue.quote(token_in, token_out, amount)))
+        return result
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
-        return await self._measured("snapshot", (await self._ready()).snapshot(token_in, token_out))
+        venue = await self._ready()
+        if not self._breaker.allow(time.monotonic()):
+            raise self._open_error()
+        result: PoolView | None = await self._counted(self._measured("snapshot", venue.snapshot(token_in, token_out)))
+        return result
+
+    def breaker_state(self) -> dict[str, Any]:
+        """The venue's circuit breaker (for /readyz and metrics): state, calls and errors in the window, trips."""
+        return {"venue": self._spec.name, **self._breaker.snapshot(time.monotonic())}
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
         return await self._measured("pairs", (await self._ready()).pairs())
@@ -79,10 +131,13 @@ class VenueQuoter:
         venue = await self._ready()
         if any(method not in _READS for method, _ in requests):
             raise ValueError(f"read_many takes only {sorted(_READS)}")
+        allowed = not any(method in _GATED for method, _ in requests) or self._breaker.allow(time.monotonic())
         snapshots: dict[frozenset[str], asyncio.Future[Any]] = {}
         calls: list[Awaitable[Any]] = []
         for method, args in requests:
-            if method == "snapshot":
+            if method in _GATED and not allowed:
+                calls.append(self._refused())
+            elif method == "snapshot":
                 pair = frozenset(args)
                 if pair not in snapshots:
                     snapshots[pair] = asyncio.ensure_future(self._measured("snapshot", venue.snapshot(*args)))
@@ -90,7 +145,13 @@ class VenueQuoter:
             else:
                 calls.append(self._measured(method, getattr(venue, method)(*args)))
         results = await asyncio.gather(*calls, return_exceptions=True)
+        for (method, _), result in zip(requests, results, strict=True):
+            if allowed or method not in _GATED:
+                self._record(result)
         return [self._answer(r) for r in results]
+
+    async def _refused(self) -> Any:
+        raise self._open_error()
 
     def _answer(self, result: Any) -> Any:
         if isinstance(result, BaseException) and not isinstance(result, VenueError):
@@ -110,12 +171,15 @@ class VenueQuoter:
             answers = []
             for task in done:
                 index = running.pop(task)
-                answers.append((index, self._answer(task.exception() or task.result())))
+                outcome = task.exception() or task.result()
+                self._record(outcome)
+                answers.append((index, self._answer(outcome)))
             pacer.carried(len(answers))
             yield answers
 
     async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        return await self._measured("swap", (await self._ready()).swap(order_id, quote, min_amount_out))
+        result: SwapResult = await self._counted(self._measured("swap", (await self._ready()).swap(order_id, quote, min_amount_out)))
+        return result
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         return await self._measured("find_swap", (await self._ready()).find_swap(order_id))

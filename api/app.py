@@ -11,8 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from api import errors
+from api.auth import LazyCORS
 from api.middleware import RequestContext
-from api.routes import events, health, market, metrics, orders, sim, stream
+from api.routes import admin, events, health, keys, market, metrics, orders, sim, stream
 from engine.models import OrderRequest
 
 CONSOLE = Path(__file__).with_name("console")
@@ -34,7 +35,9 @@ def create_app() -> FastAPI:
         description="Routes and executes Solana DEX swaps (Raydium, Meteora; simulated) and streams each order's lifecycle.",
     )
     errors.install(app)
-    for router in (orders.router, stream.router, events.router, market.router, sim.router, health.router, metrics.router):
+    app.add_middleware(LazyCORS)
+    routers = (orders.router, stream.router, events.router, market.router, keys.router, admin.router, sim.router, health.router)
+    for router in (*routers, metrics.router):
         app.include_router(router)
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
@@ -47,11 +50,23 @@ def create_app() -> FastAPI:
                 schema["components"]["schemas"][name] = definition
             schema["components"]["schemas"]["OrderRequest"] = body_schema
             _no_default_422(schema)
+            _auth_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _auth_errors(schema: dict[str, Any]) -> None:
+    """Every operation that takes a key may answer 401 (no or a bad key) and 403 (a key without the scope)."""
+    error_body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("security"):
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("401", {"description": "No key, or an unknown or revoked one", **error_body})
+                responses.setdefault("403", {"description": "The key lacks the scope", **error_body})
 
 
 def _no_default_422(schema: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from api.feed import EventFeed
+from api.guard import Guard
 from api.subscriptions import ReplicaSubscriptions
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
@@ -59,7 +60,9 @@ class Edge:
                 if self._stores is None:
                     # no connection is made here, so a database that is down answers 503 per request
                     stores = await open_stores(self.settings, min_size=0, max_size=12)
-                    self.intake = OrderIntake(stores.journal, stores.orders)
+                    self.intake = OrderIntake(stores.journal, stores.orders, market_max_age_s=self.settings.market_max_age_s)
+                    self.guard = Guard(self.settings, stores, self.venues, lambda: self.tradable)
+                    self.guard.start()
                     self.subscriptions.start()
                     self._warming = asyncio.create_task(self._warm_pool(stores))
                     self._stores = stores
@@ -109,6 +112,8 @@ class Edge:
         return self._feed
 
     async def close(self) -> None:
+        if self._stores is not None:
+            await self.guard.close()
         if self._feed is not None:
             await self._feed.stop()
         await self.subscriptions.stop()

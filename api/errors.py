@@ -25,12 +25,15 @@ _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 class EdgeError(Exception):
     """An answer the edge gives on its own (a body too large, a route turned off); raised by routes."""
 
-    def __init__(self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status, error, message)
         self.status = status
         self.error = error
         self.message = message
         self.details = details or []
+        self.headers = headers or {}
 
 
 def body(error: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -40,8 +43,10 @@ def body(error: str, message: str, details: list[dict[str, Any]] | None = None) 
     return out
 
 
-def error_response(status: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(body(error, message, details), status_code=status)
+def error_response(
+    status: int, error: str, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body(error, message, details), status_code=status, headers=headers)
 
 
 def rejected(rejection: Rejection) -> JSONResponse:
@@ -53,7 +58,8 @@ def not_found(what: str = "order") -> JSONResponse:
 
 
 def unavailable(exc: StoreUnavailable) -> JSONResponse:
-    return error_response(503, "Service unavailable", str(exc))
+    """Names the store, never its address or the exception (they may carry hosts and credentials)."""
+    return error_response(503, "Service unavailable", f"{exc.store} is unavailable; try again")
 
 
 def install(app: FastAPI) -> None:
@@ -61,7 +67,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(EdgeError)
     async def _edge(_: Request, exc: EdgeError) -> JSONResponse:
-        return error_response(exc.status, exc.error, exc.message, exc.details)
+        return error_response(exc.status, exc.error, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(StoreUnavailable)
     async def _store(_: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -32,10 +32,14 @@ class StreamFilter:
 
     order_types: frozenset[str] | None = None
     statuses: frozenset[str] | None = None
+    account: str | None = None
+    """Only this account's orders (None: every account's, for an admin)."""
 
     def passes(self, item: LoggedEvent) -> bool:
-        return (self.order_types is None or item.order_type in self.order_types) and (
-            self.statuses is None or item.event.status.value in self.statuses
+        return (
+            (self.order_types is None or item.order_type in self.order_types)
+            and (self.statuses is None or item.event.status.value in self.statuses)
+            and (self.account is None or item.account == self.account)
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
+from engine.accounts import LOCAL_ACCOUNT
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, Refusal, StoreUnavailable
 from engine.ids import new_order_id
@@ -117,8 +118,20 @@ def request_fingerprint(request: OrderRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
-    order_id = new_order_id(int(now_ms))
+def new_order(
+    request: OrderRequest,
+    now_ms: float,
+    *,
+    account: str = LOCAL_ACCOUNT,
+    order_id: str | None = None,
+    notional_usd: float | None = None,
+    max_age_s: float | None = None,
+) -> tuple[Order, OrderEvent]:
+    """A new pending order of ``account`` and its first event. An order type with a maximum age
+    (:meth:`OrderTypePolicy.default_expiry`) expires then at the latest, whatever ``expiresAt`` says."""
+    order_id = order_id or new_order_id(int(now_ms))
+    policy = policy_of(request.order_type)
+    expires = [e for e in (request.expires_at, policy.default_expiry(now_ms, max_age_s)) if e is not None]
     order = Order(
         order_id=order_id,
         token_in=request.token_in,
@@ -128,8 +141,10 @@ def new_order(request: OrderRequest, now_ms: float) -> tuple[Order, OrderEvent]:
         status=OrderStatus.PENDING,
         submitted_at=now_ms,
         slippage_bps=request.slippage_bps,
-        expires_at=float(request.expires_at) if request.expires_at is not None else None,
-        **policy_of(request.order_type).terms(request),
+        expires_at=float(min(expires)) if expires else None,
+        account=account,
+        notional_usd=notional_usd,
+        **policy.terms(request),
     )
     return order, OrderEvent(order_id=order_id, seq=1, status=OrderStatus.PENDING, at=now_ms)
 
@@ -171,13 +186,39 @@ class OrderIntake:
     is in both stores, so a 202 keeps meaning "durable".
     """
 
-    def __init__(self, journal: IntakeJournal, queue: IntakeQueue, max_batch: int = 128, max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        journal: IntakeJournal,
+        queue: IntakeQueue,
+        max_batch: int = 128,
+        max_in_flight: int = 2,
+        market_max_age_s: float | None = None,
+    ) -> None:
         self.journal = journal
         self.queue = queue
+        self.market_max_age_s = market_max_age_s
         self._writer: Coalescer[NewOrder, Accepted | Rejection] = Coalescer(self._store, max_batch, max_in_flight)
 
-    async def submit(self, request: OrderRequest, now_ms: float, idempotency_key: str | None = None) -> Accepted | Rejection:
-        order, first = new_order(request, now_ms)
+    async def submit(
+        self,
+        request: OrderRequest,
+        now_ms: float,
+        idempotency_key: str | None = None,
+        *,
+        account: str = LOCAL_ACCOUNT,
+        order_id: str | None = None,
+        notional_usd: float | None = None,
+    ) -> Accepted | Rejection:
+        """Store the order durably. Idempotency keys belong to ``account``: another account's equal key is
+        another key."""
+        order, first = new_order(
+            request,
+            now_ms,
+            account=account,
+            order_id=order_id,
+            notional_usd=notional_usd,
+            max_age_s=self.market_max_age_s,
+        )
         fingerprint = request_fingerprint(request) if idempotency_key else None
         return await self._writer.submit(NewOrder(order, first, idempotency_key, fingerprint))
 

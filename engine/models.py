@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from engine.accounts import LOCAL_ACCOUNT
 from engine.tokens import canonical_token
 
 MAX_AMOUNT = 1e12
@@ -193,6 +194,8 @@ class Order(CamelModel):
     expired_at: float | None = None
     cancel_requested: bool = Field(default=False, exclude=True)
     triggered_at: float | None = Field(default=None, exclude=True)
+    account: str = Field(default=LOCAL_ACCOUNT, description="The account the order belongs to (the submitting key's)")
+    notional_usd: float | None = Field(default=None, description="Its USD value at acceptance, for the account's open notional")
 
     def apply(self, event: OrderEvent) -> Order:
         """The order after ``event`` (a pure fold: the lifecycle check is the caller's)."""

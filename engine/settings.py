@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.accounts import AccountLimits
 from engine.retry import RetryPolicy
 
 
@@ -19,9 +21,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
-    # Dependencies: unset means "local default if something listens there, else embedded"
-    redis_url: str | None = None
-    database_url: str | None = None
+    # Dependencies: unset means "local default if something listens there, else embedded". The URLs carry
+    # passwords: secret types, so they never show in a repr, a log line or an error body (read them with reveal()).
+    redis_url: SecretStr | None = None
+    database_url: SecretStr | None = None
     data_dir: Path = Path(".oee-data")
     embedded: Literal["auto", "always"] = Field(
         default="auto", description="auto: embedded Redis/PostgreSQL only if none is configured or listening locally; always: embedded"
@@ -99,6 +102,94 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # Accounts and limits (docs/operations.md, "Limits"; docs/decisions/010-accounts-and-limits.md)
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="The admin key (at least 32 characters). Set: every API call but health and docs needs a key. Unset: open "
+        "local mode (every order is the account 'local'), allowed only on a loopback OEE_HOST",
+    )
+    account_rate_per_second: float = Field(default=50.0, gt=0, le=1e6, description="Submissions per second per account")
+    account_rate_burst: int = Field(default=100, ge=1, le=10**7, description="Submissions an account may make at once")
+    account_max_open_orders: int = Field(default=1000, ge=1, le=10**7, description="Orders not yet terminal per account")
+    account_max_open_notional_usd: float = Field(default=10_000_000.0, gt=0, description="USD value of an account's open orders")
+    account_max_streams: int = Field(default=100, ge=1, le=10**6, description="Open WebSockets per account")
+    max_queued_orders: int = Field(default=100_000, ge=1, description="Queue depth (whole engine) over which submissions get 503")
+    max_order_notional_usd: float = Field(default=1_000_000.0, gt=0, description="USD value of one order, at the pools' mid")
+    max_depth_share: float = Field(
+        default=0.1, gt=0, le=1000, description="Largest order as a share of the best pool's output-side depth (0.1 = 10 %)"
+    )
+    market_max_age_s: float = Field(
+        default=300.0, gt=0, description="A MARKET order not started this long after it was accepted ends expired"
+    )
+    max_streams_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        description="Open WebSockets per ingress replica; default: max_ongoing_requests minus a tenth, so streams never take "
+        "the requests HTTP intake needs",
+    )
+    ws_max_message_bytes: int = Field(default=4096, ge=64, le=1 << 20, description="Largest message a client may send on a stream")
+    ws_messages_per_second: float = Field(default=5.0, gt=0, description="Messages a client may send per second on a stream")
+    ws_message_burst: int = Field(default=10, ge=1, description="Messages a client may send at once on a stream")
+    key_cache_s: float = Field(
+        default=30.0, ge=0, description="How long a replica trusts a cached key without hearing from the revocation channel"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Browser origins allowed to call the API (comma-separated, exact: https://app.example.com)"
+    )
+    venue_breaker_window_s: float = Field(default=30.0, gt=0, description="Venue circuit breaker: the error-rate window")
+    venue_breaker_min_calls: int = Field(default=20, ge=1, description="Venue circuit breaker: calls in the window before it may open")
+    venue_breaker_error_rate: float = Field(default=0.5, gt=0, le=1, description="Venue circuit breaker: error rate that opens it")
+    venue_breaker_cooldown_s: float = Field(default=10.0, gt=0, description="Venue circuit breaker: how long it stays open")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        """Accept ``https://a.example,https://b.example`` as well as a list; origins carry no trailing slash."""
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "OEE_ADMIN_KEY must be at least 32 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    def protection_problem(self) -> str | None:
+        """Why the engine must not start as configured: open (no admin key) on an address others can reach."""
+        if self.admin_key is None and not is_loopback(self.host):
+            return (
+                f"refusing to start: OEE_HOST={self.host} is not a loopback address and OEE_ADMIN_KEY is not set, so anyone "
+                "who can reach the engine could trade. Set OEE_ADMIN_KEY to a secret of at least 32 characters (for example "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or bind OEE_HOST=127.0.0.1 for local use."
+            )
+        return None
+
+    def stream_cap_per_replica(self) -> int:
+        """Streams one replica takes: ``max_streams_per_replica``, else max_ongoing_requests minus a tenth."""
+        if self.max_streams_per_replica is not None:
+            return min(self.max_streams_per_replica, self.max_ongoing_requests)
+        return max(1, self.max_ongoing_requests - max(1, self.max_ongoing_requests // 10))
+
+    def account_limits(self) -> AccountLimits:
+        """Every account's limits unless an admin overrides them for one."""
+        return AccountLimits(
+            rate_per_second=self.account_rate_per_second,
+            rate_burst=self.account_rate_burst,
+            max_open_orders=self.account_max_open_orders,
+            max_open_notional_usd=self.account_max_open_notional_usd,
+            max_order_notional_usd=self.max_order_notional_usd,
+            max_depth_share=self.max_depth_share,
+            max_streams=self.account_max_streams,
+        )
+
+    def with_store_urls(self, redis_url: str, database_url: str) -> Settings:
+        """These settings with resolved store URLs (kept secret)."""
+        return self.model_copy(update={"redis_url": SecretStr(redis_url), "database_url": SecretStr(database_url)})
+
     @property
     def start_burst(self) -> int:
         """The burst the start limit allows: ``rate_limit_burst``, by default the whole minute's allowance."""
@@ -137,6 +228,23 @@ class Settings(BaseSettings):
             max_delay_s=self.retry_max_delay_ms / 1000,
             jitter=0.1,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` a loopback address (``127.0.0.0/8``, ``::1``) or ``localhost``?"""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def reveal(value: SecretStr | str | None) -> str | None:
+    """A secret setting's plain value (None stays None)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
 
 
 @lru_cache(maxsize=1)

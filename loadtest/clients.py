@@ -120,6 +120,7 @@ async def http_load(
     gate: Callable[[], bool] | None = None,
     stop: asyncio.Event | None = None,
     idempotency_keys: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> HttpRun:
     """Run ``concurrency`` closed-loop workers for ``duration_s`` (or until ``stop``).
 
@@ -129,7 +130,7 @@ async def http_load(
     """
     run = HttpRun(label, method, path, concurrency)
     url = base_url + path
-    headers = {"Content-Type": "application/json"} if bodies else {}
+    headers = {**({"Content-Type": "application/json"} if bodies else {}), **(headers or {})}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, enable_cleanup_closed=False)
     timeout = aiohttp.ClientTimeout(total=30)
     stop = stop or asyncio.Event()
@@ -147,6 +148,8 @@ async def http_load(
                 if bodies:
                     kwargs["data"] = bodies[i % len(bodies)]
                     kwargs["headers"] = {**headers, "Idempotency-Key": uuid.uuid4().hex} if idempotency_keys else headers
+                elif headers:
+                    kwargs["headers"] = headers
                 t0 = time.perf_counter()
                 try:
                     async with session.request(method, url, **kwargs) as resp:

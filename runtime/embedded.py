@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.adapters.postgres import ensure_database
-from engine.settings import Settings
+from engine.settings import Settings, reveal
 
 log = logging.getLogger("runtime.embedded")
 
@@ -162,13 +162,13 @@ def resolve_dependencies(settings: Settings) -> Dependencies:
     deps = Dependencies(redis_url="", database_url="")
     try:
         if settings.redis_url:
-            deps.redis_url = settings.redis_url
+            deps.redis_url = reveal(settings.redis_url) or ""
         elif settings.embedded != "always" and redis_answers("127.0.0.1", 6379):
             deps.redis_url = LOCAL_REDIS_URL
         else:
             deps.redis_url = _start_redis(settings.data_dir / "redis", deps)
         if settings.database_url:
-            deps.database_url = settings.database_url
+            deps.database_url = reveal(settings.database_url) or ""
         elif settings.embedded != "always" and port_open("127.0.0.1", 5432):
             deps.database_url = LOCAL_DATABASE_URL
         else:

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from engine.logs import setup_logging
 from engine.settings import get_settings
 
@@ -27,8 +29,22 @@ log = logging.getLogger("runtime.launcher")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+OPEN_MODE_WARNING = (
+    "OPEN LOCAL MODE: OEE_ADMIN_KEY is not set, so this engine asks no one for a key. Every order belongs to the "
+    "account 'local' and anyone who reaches {url} may trade, cancel and halt. Set OEE_ADMIN_KEY before exposing it."
+)
+
+
 def main() -> int:
     """Run the engine until SIGINT or SIGTERM."""
+    try:
+        problem = get_settings().protection_problem()
+    except ValidationError as exc:  # without the inputs: one of them may be a secret
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False, include_url=False))
+        problem = f"refusing to start: invalid settings: {problems}"
+    if problem is not None:  # before anything starts: no store, no Ray, no port
+        print(problem, file=sys.stderr, flush=True)
+        return 2
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Serve's proxy hangs on a WebSocket request line over 8 KiB instead of refusing it; a larger
     # limit lets the stream refuse long ids cleanly (4404).
@@ -60,7 +76,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     deps = resolve_dependencies(settings)
-    settings = settings.model_copy(update={"redis_url": deps.redis_url, "database_url": deps.database_url})
+    settings = settings.with_store_urls(deps.redis_url, deps.database_url)
     actors = None
     node_id: str | None = None
     ray_gone = False
@@ -97,7 +113,11 @@ def main() -> int:
         actors = start_actors(settings)
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(serve_app.build_app(settings, actors.hub, actors.venues, actors.metrics), name="oee", route_prefix="/", blocking=False)
-        log.info("engine ready", extra={"url": f"http://{settings.host}:{settings.port}", "embedded": deps.embedded})
+        url = f"http://{settings.host}:{settings.port}"
+        if settings.admin_key is None:
+            log.warning(OPEN_MODE_WARNING.format(url=url))
+            print(f"WARNING: {OPEN_MODE_WARNING.format(url=url)}", file=sys.stderr, flush=True)
+        log.info("engine ready", extra={"url": url, "embedded": deps.embedded, "protected": settings.admin_key is not None})
         print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
         while not stop.wait(2.0):
             supervise(actors)

@@ -82,7 +82,9 @@ async def reset_stores(stores: TestStores) -> None:
     pool = await create_pool(stores.database_url, min_size=1, max_size=1)
     try:
         await migrate(pool)
-        await pool.execute("TRUNCATE orders, order_events, venue_swaps")
+        await pool.execute(
+            "TRUNCATE orders, order_events, venue_swaps, api_keys, account_limits, account_limit_changes, trading_state_changes"
+        )
     finally:
         await pool.close()
     client = redis.asyncio.Redis.from_url(stores.redis_url)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from api.deps import edge
+from api.deps import Edge, edge
 from api.feed import StreamFilter, Subscription
+from api.streams import LimitedSocket, admitted, limited
 from engine import wire
+from engine.accounts import Principal
 from engine.adapters.event_log import EventLog, LoggedEvent
 from engine.errors import StoreUnavailable
 from engine.models import OrderStatus
@@ -68,7 +71,7 @@ async def _replay(socket: WebSocket, log: EventLog, since: int, stream_filter: S
     order_types = sorted(stream_filter.order_types) if stream_filter.order_types is not None else None
     statuses = sorted(stream_filter.statuses) if stream_filter.statuses is not None else None
     while True:
-        page = await log.after(position, REPLAY_PAGE, order_types=order_types, statuses=statuses)
+        page = await log.after(position, REPLAY_PAGE, order_types=order_types, statuses=statuses, account=stream_filter.account)
         for item in page:
             await socket.send_json(message(item))
             position = item.event_id
@@ -76,7 +79,7 @@ async def _replay(socket: WebSocket, log: EventLog, since: int, stream_filter: S
             return position
 
 
-async def _pongs(socket: WebSocket, queue: asyncio.Queue[LoggedEvent | None]) -> None:
+async def _pongs(socket: WebSocket | LimitedSocket, queue: asyncio.Queue[LoggedEvent | None]) -> None:
     """Answer pings; when the client goes away, end the stream (a ``None`` on its queue)."""
     try:
         while True:
@@ -93,8 +96,8 @@ async def _pongs(socket: WebSocket, queue: asyncio.Queue[LoggedEvent | None]) ->
         queue.put_nowait(None)
 
 
-async def _live(socket: WebSocket, subscription: Subscription, sent: int) -> None:
-    reader = asyncio.create_task(_pongs(socket, subscription.queue))
+async def _live(socket: WebSocket, subscription: Subscription, sent: int, inbound: LimitedSocket | None = None) -> None:
+    reader = asyncio.create_task(_pongs(inbound or socket, subscription.queue))
     try:
         while (item := await subscription.queue.get()) is not None:
             if item.event_id <= sent:
@@ -107,21 +110,29 @@ async def _live(socket: WebSocket, subscription: Subscription, sent: int) -> Non
 
 @router.websocket("/api/stream")
 async def account_stream(websocket: WebSocket) -> None:
-    await websocket.accept()
+    here = await edge().ready()
+    async with admitted(websocket, here) as who:
+        if who is not None:
+            await _account_stream(websocket, here, who)
+
+
+async def _account_stream(websocket: WebSocket, here: Edge, who: Principal) -> None:
+    """Every event of the caller's account (an admin's: every account's)."""
     try:
         since, stream_filter = parse_query(dict(websocket.query_params))
     except BadQuery as exc:
         await websocket.send_json({"type": "error", "message": str(exc)})
         await websocket.close(code=4400)
         return
-    here = await edge().ready()
+    if not who.is_admin:
+        stream_filter = dataclasses.replace(stream_filter, account=who.account)
     feed = await here.event_feed()
     subscription = feed.subscribe(stream_filter)  # live events buffer from now on, while the replay runs
     try:
         start = feed.position if since is None else since
         await websocket.send_json({"type": "connected", "eventId": start, "timestamp": wire.ms(time.time() * 1000)})
         sent = await _replay(websocket, feed.log, start, stream_filter)
-        await _live(websocket, subscription, sent)
+        await _live(websocket, subscription, sent, limited(websocket, here))
     except StoreUnavailable:
         with contextlib.suppress(Exception):
             await websocket.send_json({"type": "error", "message": "the event log is unavailable; resume with since"})

@@ -1,14 +1,23 @@
-"""Health: readiness of Redis, PostgreSQL and the engine's actors."""
+"""Health: /livez (the process answers), /readyz (its dependencies and venues), /health (kept for
+existing clients: the dependencies).
+
+Anyone may call them. A failing dependency is named (``"redis": "down"``), but hosts, ports and
+exception text are shown only to an admin key (or in open local mode): they can carry addresses and
+credentials.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.account_schemas import Live, Ready
+from api.auth import Anyone
 from api.deps import ReadyEdge
 from api.schemas import Health
 from engine import wire
@@ -18,12 +27,19 @@ router = APIRouter(tags=["health"])
 PROBE_TIMEOUT_S = 2.0
 
 
-async def _probe(probe: Awaitable[object]) -> str:
+async def _probe(probe: Awaitable[object], detailed: bool) -> str:
     try:
         await asyncio.wait_for(probe, PROBE_TIMEOUT_S)
     except Exception as exc:  # every failure is reported, none is raised
-        return f"down: {type(exc).__name__}: {exc}"[:200]
+        return f"down: {type(exc).__name__}: {exc}"[:200] if detailed else "down"
     return "ok"
+
+
+async def _checks(here: ReadyEdge, detailed: bool) -> dict[str, str]:
+    names = ("redis", "postgres", "ray")
+    probes = (here.orders.ping(), here.journal.ping(), here.hub.stats.remote())
+    results = await asyncio.gather(*(_probe(p, detailed) for p in probes))
+    return dict(zip(names, results, strict=True))
 
 
 @router.get(
@@ -32,10 +48,44 @@ async def _probe(probe: Awaitable[object]) -> str:
     responses={503: {"model": Health, "description": "A dependency is down"}},
     summary="Readiness of Redis, PostgreSQL and Ray",
 )
-async def health(here: ReadyEdge) -> JSONResponse:
-    names = ("redis", "postgres", "ray")
-    results = await asyncio.gather(_probe(here.orders.ping()), _probe(here.journal.ping()), _probe(here.hub.stats.remote()))
-    checks = dict(zip(names, results, strict=True))
+async def health(here: ReadyEdge, who: Anyone) -> JSONResponse:
+    checks = await _checks(here, detailed=who is not None and who.is_admin)
     failing = [name for name, state in checks.items() if state != "ok"]
     report = Health(status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, failing=failing or None)
     return JSONResponse(report.model_dump(exclude_none=True), status_code=503 if failing else 200)
+
+
+@router.get("/livez", response_model=Live, summary="The process answers (no dependency is asked)")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def _breaker(handle: Any, detailed: bool) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = await asyncio.wait_for(handle.breaker_state.remote(), PROBE_TIMEOUT_S)
+    except Exception:  # the venue's actor is restarting: routing waits for it, so report it as such
+        return {"state": "unreachable"}
+    if not detailed:
+        state.pop("lastError", None)
+    return state
+
+
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "A dependency is down, or no venue can be routed to"}},
+    summary="Readiness: Redis, PostgreSQL, Ray, and each venue's circuit breaker",
+)
+async def readyz(here: ReadyEdge, who: Anyone) -> JSONResponse:
+    detailed = who is not None and who.is_admin
+    checks, breakers = await asyncio.gather(
+        _checks(here, detailed), asyncio.gather(*(_breaker(handle, detailed) for handle in here.venues.values()))
+    )
+    venues = dict(zip(here.venues, breakers, strict=True))
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if venues and all(v["state"] in ("open", "unreachable") for v in venues.values()):
+        failing.append("venues")  # nothing to route to
+    body = Ready(
+        status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, venues=venues, failing=failing or None
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if failing else 200)

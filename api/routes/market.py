@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.auth import Reader
 from api.deps import ReadyEdge
 from api.errors import error_response
 from api.schemas import VenuePrices, errors
@@ -23,7 +24,7 @@ _cache: dict[tuple[str, str, float], tuple[float, dict[str, Any]]] = {}
 
 
 @router.get("/prices", response_model=VenuePrices, responses=errors(400), summary="Every venue's price for a pair now")
-async def prices(here: ReadyEdge, tokenIn: TokenName, tokenOut: TokenName, amount: float = 1.0) -> JSONResponse:
+async def prices(here: ReadyEdge, who: Reader, tokenIn: TokenName, tokenOut: TokenName, amount: float = 1.0) -> JSONResponse:
     if not 0 < amount <= 1e12 or tokenIn == tokenOut:
         return error_response(400, "Validation failed", "amount must be in (0, 1e12] and the tokens must differ")
     key = (tokenIn, tokenOut, amount)

@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.utils import floatToGoString
 
 from actors.metrics import reporter
+from api.auth import Reader
 from api.deps import edge
 from api.errors import error_response
 from api.schemas import ErrorBody
@@ -42,7 +43,8 @@ COLLECTOR_TIMEOUT_S = 10.0
     },
     summary="The engine's metrics in Prometheus text format, cluster-wide",
 )
-async def metrics() -> Response:
+async def metrics(who: Reader) -> Response:
+    """Needs a key with ``read`` when keys are on (a scraper sends it as a Bearer token)."""
     families = await _engine_families()
     if families is None:
         return error_response(503, "Service unavailable", "the metrics collector did not answer; try again")

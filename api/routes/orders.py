@@ -11,15 +11,17 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from api import admission
+from api.auth import Reader, Trader, forbidden
 from api.deps import ReadyEdge, edge, serve_request_key
 from api.errors import EdgeError, error_response, not_found, rejected
 from api.schemas import ActiveOrder, CancelPending, OrderAccepted, OrderPage, errors
 from engine import wire
+from engine.accounts import valid_account
 from engine.cancellation import CancelRefused, cancel
 from engine.clock import SystemClock
 from engine.errors import OrderNotFound
 from engine.ids import parse_order_id
-from engine.instruments import ORDERS_SUBMITTED
 from engine.intake import Rejection, parse_order
 from engine.logs import bind
 from engine.models import OrderStatus, OrderTypeName, TokenName
@@ -58,11 +60,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     "/execute",
     status_code=202,
     response_model=OrderAccepted,
-    responses=errors(400, 413, 415, 422, 503),
+    responses=errors(400, 413, 415, 422, 429, 503),
     openapi_extra=_BODY_SCHEMA,
     summary="Submit an order; follow it on the WebSocket",
 )
-async def execute(request: Request) -> JSONResponse:
+async def execute(request: Request, who: Trader) -> JSONResponse:
     """The body is parsed here (not by FastAPI) so that its size, its JSON and every error are ours."""
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type not in ("application/json", ""):
@@ -78,24 +80,14 @@ async def execute(request: Request) -> JSONResponse:
         parsed = parse_order(raw, now_ms, here.tradable)  # a pool listed since, maybe through another replica
     if isinstance(parsed, Rejection):
         return rejected(parsed)
-    await here.ready()
-    outcome = await here.intake.submit(parsed, time.time() * 1000.0, key or serve_request_key())
-    if isinstance(outcome, Rejection):
-        return rejected(outcome)
-    bind(order_id=outcome.order_id)
-    message = f"order accepted; follow it at /api/orders/{outcome.order_id}/status"
-    if outcome.replayed:
-        message = "order already accepted for this Idempotency-Key"
-    else:
-        ORDERS_SUBMITTED.inc(str(parsed.order_type))
-    return JSONResponse({"orderId": outcome.order_id, "status": "pending", "message": message}, status_code=202)
+    return await admission.submit(await here.ready(), who, parsed, key or serve_request_key(), time.time() * 1000.0)
 
 
 @router.get("/{order_id}", response_model=ActiveOrder, responses=errors(404, 503), summary="An order's current state")
-async def get_order(order_id: str, here: ReadyEdge) -> JSONResponse:
+async def get_order(order_id: str, here: ReadyEdge, who: Reader) -> JSONResponse:
     oid = parse_order_id(order_id)
     order = await find_order(oid, here.orders, here.journal) if oid is not None else None
-    if order is None:
+    if order is None or not who.sees(order.account):  # another account's order is as unknown as a missing one
         return not_found()
     return JSONResponse(wire.active_order(order))
 
@@ -106,11 +98,15 @@ async def get_order(order_id: str, here: ReadyEdge) -> JSONResponse:
     responses={202: {"model": CancelPending, "description": "Cancel recorded; the order has not closed yet"}, **errors(404, 409, 503)},
     summary="Cancel an order that has not been submitted to a venue yet",
 )
-async def cancel_order(order_id: str, here: ReadyEdge) -> JSONResponse:
+async def cancel_order(order_id: str, here: ReadyEdge, who: Trader) -> JSONResponse:
     oid = parse_order_id(order_id)
     if oid is None:
         return not_found()
     bind(order_id=oid)
+    if not who.is_admin:  # only its own orders: another account's is as unknown as a missing one
+        owned = await find_order(oid, here.orders, here.journal)
+        if owned is None or owned.account != who.account:
+            return not_found()
     try:
         order = await cancel(oid, here.journal, here.orders, CLOCK)
     except OrderNotFound:
@@ -134,17 +130,31 @@ Cursor = Annotated[str, AfterValidator(_cursor)]
 """An opaque page cursor: a ``nextCursor`` this API returned."""
 
 
+def _account(raw: str) -> str:
+    if not valid_account(raw):
+        raise PydanticCustomError("account", "1-64 of a-z 0-9 _ . -, starting with a letter or digit")
+    return raw
+
+
+AccountName = Annotated[str, AfterValidator(_account)]
+
+
 @router.get("", response_model=OrderPage, responses=errors(400, 503), summary="List orders, newest first")
 async def list_orders(
     here: ReadyEdge,
+    who: Reader,
     status: OrderStatus | None = None,
     order_type: Annotated[OrderTypeName | None, Query(alias="orderType")] = None,
     token_in: Annotated[TokenName | None, Query(alias="tokenIn")] = None,
     token_out: Annotated[TokenName | None, Query(alias="tokenOut")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor | None = None,
+    account: Annotated[AccountName | None, Query(description="Admin: only this account's orders")] = None,
 ) -> JSONResponse:
+    if account is not None and not who.sees(account):
+        raise forbidden("only an admin key lists another account's orders")
     orders = await here.journal.list_orders(
+        account=account if who.is_admin else who.account,
         status=status.value if status else None,
         order_type=order_type,
         token_in=token_in,

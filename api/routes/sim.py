@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.auth import Admin
 from api.deps import ReadyEdge
 from api.errors import EdgeError, error_response
 from api.schemas import SimPoolIn, SimPoolListed, SimPriceMoved, SimPriceMoveIn, errors
@@ -32,7 +33,7 @@ def _venue(here: ReadyEdge, name: str) -> Any:
     responses=errors(400, 404),
     summary="Simulation only: list a new pool (a token launch)",
 )
-async def list_pool(body: SimPoolIn, here: ReadyEdge) -> JSONResponse:
+async def list_pool(body: SimPoolIn, here: ReadyEdge, who: Admin) -> JSONResponse:
     handle = _venue(here, body.venue)
     try:
         await handle.list_pool.remote(body.base, body.quote, body.reserve_base, body.reserve_quote)
@@ -47,7 +48,7 @@ async def list_pool(body: SimPoolIn, here: ReadyEdge) -> JSONResponse:
 @router.post(
     "/price", response_model=SimPriceMoved, responses=errors(400, 404), summary="Simulation only: move a pool's price by a percentage"
 )
-async def move_price(body: SimPriceMoveIn, here: ReadyEdge) -> JSONResponse:
+async def move_price(body: SimPriceMoveIn, here: ReadyEdge, who: Admin) -> JSONResponse:
     handle = _venue(here, body.venue)
     try:
         spot = await handle.move_price.remote(body.base, body.quote, body.percent)

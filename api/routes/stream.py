@@ -15,12 +15,15 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from api.deps import edge
+from api.deps import Edge, edge
+from api.streams import admitted, limited
 from api.subscriptions import Item, ReplicaSubscriptions
 from engine import wire
+from engine.accounts import Principal
 from engine.errors import StoreUnavailable
 from engine.ids import parse_order_id
 from engine.logs import bind
+from engine.queries import find_order
 from engine.trail import Delivery, Message, Signal, Trail
 
 router = APIRouter(tags=["stream"])
@@ -158,17 +161,30 @@ async def stream_order(
 
 @router.websocket("/api/orders/{order_id}/status")
 async def status_stream(websocket: WebSocket, order_id: str) -> None:
-    await websocket.accept()
-    oid = parse_order_id(order_id)
-    if oid is None:
-        await refuse(websocket)
-        return
-    bind(order_id=oid)
     here = await edge().ready()
-    queue, history = await here.subscriptions.open(oid)
+    async with admitted(websocket, here) as who:
+        if who is None:
+            return
+        oid = parse_order_id(order_id)
+        if oid is None or not await visible(here, who, oid):
+            await refuse(websocket)  # another account's order is as unknown as a missing one
+            return
+        bind(order_id=oid)
+        queue, history = await here.subscriptions.open(oid)
+        try:
+            await stream_order(limited(websocket, here), oid, queue, history, here.journal, here.subscriptions)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            await here.subscriptions.close(oid, queue)
+
+
+async def visible(here: Edge, who: Principal, order_id: str) -> bool:
+    """May ``who`` follow this order? An admin may follow any (unknown ones are refused by the stream)."""
+    if who.is_admin:
+        return True
     try:
-        await stream_order(websocket, oid, queue, history, here.journal, here.subscriptions)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        await here.subscriptions.close(oid, queue)
+        order = await find_order(order_id, here.orders, here.journal)
+    except StoreUnavailable:
+        return False
+    return order is not None and order.account == who.account

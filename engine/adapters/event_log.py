@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from engine.accounts import LOCAL_ACCOUNT
 from engine.adapters.postgres import guard
 from engine.models import OrderEvent
 
@@ -28,6 +29,7 @@ class LoggedEvent:
     event_id: int
     order_type: str
     event: OrderEvent
+    account: str = LOCAL_ACCOUNT
 
 
 class EventLog:
@@ -79,6 +81,7 @@ class EventLog:
         *,
         order_types: Sequence[str] | None = None,
         statuses: Sequence[str] | None = None,
+        account: str | None = None,
     ) -> list[LoggedEvent]:
         """Events numbered after ``event_id``, in order, that pass the filters (None: any)."""
 
@@ -86,18 +89,23 @@ class EventLog:
             async with self.pool.acquire() as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(
                     """
-                    SELECT e.event_id, o.order_type, e.payload
+                    SELECT e.event_id, o.order_type, o.account, e.payload
                     FROM order_events e JOIN orders o USING (order_id)
                     WHERE e.event_id > $1
                       AND ($3::text[] IS NULL OR o.order_type = ANY($3))
                       AND ($4::text[] IS NULL OR e.status = ANY($4))
+                      AND ($5::text IS NULL OR o.account = $5)
                     ORDER BY e.event_id LIMIT $2
                     """,
                     event_id,
                     limit,
                     list(order_types) if order_types is not None else None,
                     list(statuses) if statuses is not None else None,
+                    account,
                 )
                 return rows
 
-        return [LoggedEvent(row["event_id"], row["order_type"], OrderEvent.model_validate(row["payload"])) for row in await guard(op)]
+        return [
+            LoggedEvent(row["event_id"], row["order_type"], OrderEvent.model_validate(row["payload"]), row["account"])
+            for row in await guard(op)
+        ]

@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from engine.accounts import LOCAL_ACCOUNT
+from engine.adapters.accounts_schema import ACCOUNT_MIGRATIONS
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.instruments import STORE_ERRORS
@@ -107,6 +109,9 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
+IDEMPOTENCY_HOURS = 24
+"""An Idempotency-Key names the order it created for this long; then the account may use it again."""
+
 _MIGRATION_LOCK = 0x0E_E0_01
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -157,12 +162,13 @@ async def migrate(pool: asyncpg.Pool) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         applied = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, sql in MIGRATIONS:
+        every = sorted(MIGRATIONS + ACCOUNT_MIGRATIONS)
+        for version, sql in every:
             if version not in applied:
                 await conn.execute(sql)
                 await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
                 log.info("applied migration", extra={"version": version})
-        return max(v for v, _ in MIGRATIONS)
+        return max(v for v, _ in every)
 
 
 async def prepare_database(dsn: str) -> int:
@@ -195,7 +201,8 @@ _ORDER_COLUMNS = """
     extract(epoch from expires_at) * 1000 AS expires_ms,
     extract(epoch from cancelled_at) * 1000 AS cancelled_ms,
     extract(epoch from expired_at) * 1000 AS expired_ms,
-    extract(epoch from triggered_at) * 1000 AS triggered_ms
+    extract(epoch from triggered_at) * 1000 AS triggered_ms,
+    account, notional_usd
 """
 
 
@@ -230,6 +237,8 @@ def _order_from_row(row: asyncpg.Record) -> Order:
         expired_at=_ms(row["expired_ms"]),
         cancel_requested=row["cancel_requested"],
         triggered_at=_ms(row["triggered_ms"]),
+        account=row["account"],
+        notional_usd=row["notional_usd"],
     )
 
 
@@ -271,21 +280,27 @@ class PostgresJournal:
     async def insert_orders(self, batch: list[NewOrder]) -> list[DuplicateRequest | None]:
         """Store new orders and their first events in one statement (atomic, one round trip).
 
-        An order whose idempotency key is already taken is not stored: its slot in the answer
-        holds the order that key created (a key used twice within the batch: the first wins).
+        An order whose idempotency key is already taken (by its account, in the last
+        :data:`IDEMPOTENCY_HOURS` hours) is not stored: its slot in the answer holds the order that key
+        created (a key used twice within the batch: the first wins).
         """
         answer: dict[str, DuplicateRequest | None] = {}
         pending = list(batch)
         for _ in range(3):  # a key's holder can be deleted (intake compensation) between the two reads
             stored = await self._insert_orders(pending)
-            keys = [n.idempotency_key for n in pending if n.order.order_id not in stored and n.idempotency_key is not None]
+            keys = [
+                (n.order.account, n.idempotency_key, n.order.submitted_at)
+                for n in pending
+                if n.order.order_id not in stored and n.idempotency_key is not None
+            ]
             holders = await self._key_holders(keys) if keys else {}
             retry: list[NewOrder] = []
             for item in pending:
+                held = holders.get((item.order.account, item.idempotency_key or ""))
                 if item.order.order_id in stored:
                     answer[item.order.order_id] = None
-                elif item.idempotency_key in holders:
-                    answer[item.order.order_id] = DuplicateRequest(*holders[item.idempotency_key])
+                elif held is not None:
+                    answer[item.order.order_id] = DuplicateRequest(*held)
                 else:
                     retry.append(item)
             if not retry:
@@ -294,7 +309,7 @@ class PostgresJournal:
         raise StoreUnavailable("postgres", "idempotency keys kept changing hands; try again")
 
     async def _insert_orders(self, batch: list[NewOrder]) -> set[str]:
-        columns: list[list[object]] = [[] for _ in range(15)]
+        columns: list[list[object]] = [[] for _ in range(17)]
         for item in batch:
             order = item.order
             row = (
@@ -313,6 +328,8 @@ class PostgresJournal:
                 order.expires_at,
                 item.first.seq,
                 item.first.model_dump_json(by_alias=True, exclude_none=True),
+                order.account,
+                order.notional_usd,
             )
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
@@ -322,16 +339,17 @@ class PostgresJournal:
                 WITH incoming AS (
                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::float8[],
                                          $8::text[], $9::text[], $10::int[], $11::float8[], $12::float8[], $13::float8[],
-                                         $14::int[], $15::text[])
+                                         $14::int[], $15::text[], $16::text[], $17::float8[])
                         AS i(order_id, token_in, token_out, amount, order_type, status, submitted_ms, idempotency_key,
-                             request_hash, slippage_bps, limit_price, max_price, expires_ms, seq, payload)
+                             request_hash, slippage_bps, limit_price, max_price, expires_ms, seq, payload, account, notional_usd)
                 ), inserted AS (
                     INSERT INTO orders (order_id, token_in, token_out, amount, order_type, status, submitted_at, idempotency_key,
-                                        request_hash, slippage_bps, limit_price, max_price, expires_at)
+                                        request_hash, slippage_bps, limit_price, max_price, expires_at, account, notional_usd)
                     SELECT order_id, token_in, token_out, amount, order_type, status, to_timestamp(submitted_ms / 1000.0),
-                           idempotency_key, request_hash, slippage_bps, limit_price, max_price, to_timestamp(expires_ms / 1000.0)
+                           idempotency_key, request_hash, slippage_bps, limit_price, max_price, to_timestamp(expires_ms / 1000.0),
+                           account, notional_usd
                     FROM incoming
-                    ON CONFLICT (idempotency_key) DO NOTHING
+                    ON CONFLICT (account, idempotency_key) DO NOTHING
                     RETURNING order_id, submitted_at
                 )
                 INSERT INTO order_events (order_id, seq, status, payload, created_at)
@@ -343,12 +361,32 @@ class PostgresJournal:
             )
         return {row["order_id"] for row in rows}
 
-    async def _key_holders(self, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    async def _key_holders(self, keys: list[tuple[str, str, float]]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """The orders holding these (account, key) pairs. A key used more than :data:`IDEMPOTENCY_HOURS`
+        before the new order's submission time is released first (its order keeps everything but the
+        key), so the caller's retry may take it."""
+        accounts, names, times = [a for a, _, _ in keys], [k for _, k, _ in keys], [t for _, _, t in keys]
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT idempotency_key, order_id, request_hash FROM orders WHERE idempotency_key = ANY($1::text[])", keys
+                f"""
+                WITH wanted AS (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) AS w(account, idempotency_key, submitted_ms)
+                ), released AS (
+                    UPDATE orders o SET idempotency_key = NULL
+                    FROM wanted w
+                    WHERE o.account = w.account AND o.idempotency_key = w.idempotency_key
+                      AND o.submitted_at < to_timestamp(w.submitted_ms / 1000.0) - interval '{IDEMPOTENCY_HOURS} hours'
+                    RETURNING o.order_id
+                )
+                SELECT o.account, o.idempotency_key, o.order_id, o.request_hash
+                FROM orders o JOIN wanted w USING (account, idempotency_key)
+                WHERE o.order_id NOT IN (SELECT order_id FROM released)
+                """,
+                accounts,
+                names,
+                times,
             )
-        return {row["idempotency_key"]: (row["order_id"], row["request_hash"]) for row in rows}
+        return {(row["account"], row["idempotency_key"]): (row["order_id"], row["request_hash"]) for row in rows}
 
     async def delete_orders(self, order_ids: list[str]) -> None:
         """Undo an intake whose second half (Redis) failed, so nothing half-stored remains."""
@@ -543,11 +581,14 @@ class PostgresJournal:
         token_out: str | None = None,
         limit: int = 50,
         before: tuple[float, str] | None = None,
+        account: str | None = None,
     ) -> list[Order]:
-        """Orders newest first, filtered; ``before`` is the (submitted ms, id) cursor of the last page's end."""
+        """Orders newest first, filtered (``account``: only that account's); ``before`` is the (submitted
+        ms, id) cursor of the last page's end."""
         clauses: list[str] = []
         args: list[object] = []
-        for column, value in (("status", status), ("order_type", order_type), ("token_in", token_in), ("token_out", token_out)):
+        filters = (("status", status), ("order_type", order_type), ("token_in", token_in), ("token_out", token_out), ("account", account))
+        for column, value in filters:
             if value is not None:
                 args.append(value)
                 clauses.append(f"{column} = ${len(args)}")
@@ -561,7 +602,7 @@ class PostgresJournal:
             rows = await conn.fetch(sql, *args)
         return [_order_from_row(row) for row in rows]
 
-    async def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
+    async def find_by_idempotency_key(self, key: str, account: str = LOCAL_ACCOUNT) -> tuple[str, str | None] | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow("SELECT order_id, request_hash FROM orders WHERE idempotency_key = $1", key)
+            row = await conn.fetchrow("SELECT order_id, request_hash FROM orders WHERE account = $1 AND idempotency_key = $2", account, key)
         return (row["order_id"], row["request_hash"]) if row else None

@@ -7,6 +7,10 @@ Keys (all under the configured prefix):
 * ``queue``       sorted set of ids waiting for an executor, in bands (:class:`engine.bands.Band`), FIFO within a band
 * ``sim_pairs``   pairs listed at runtime through the simulation admin routes
 * ``epoch``       written at start-up; if it vanishes, Redis was restarted empty and is rebuilt from PostgreSQL
+* ``acct:open:<account>``  hash of the account's open orders (id -> "reserved ms:USD value"), and
+  ``acct:open_usd:<account>`` their USD total: the account's open-order cap and open notional
+  (:mod:`engine.adapters.admission_store`), kept here at accept, requeue and finish (two small scripts,
+  so the total moves exactly when an entry comes or goes, and admission reads two values, not the hash)
 
 Redis here may keep nothing on disk, so it is never the only copy: PostgreSQL is.
 """
@@ -34,6 +38,39 @@ T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
 _BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
+
+
+def account_open_key(prefix: str, account: str) -> str:
+    """The account's open orders: id -> ``"<reserved ms>:<USD value>"`` (:mod:`engine.adapters.admission_store`)."""
+    return f"{prefix}acct:open:{account}"
+
+
+def account_open_usd_key(prefix: str, account: str) -> str:
+    """The USD total of the account's open orders (kept with :func:`account_open_key`)."""
+    return f"{prefix}acct:open_usd:{account}"
+
+
+OPEN_ADD = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[2], string.match(ARGV[2], ':(.*)$') or '0')
+end
+return 0
+"""
+"""Count an order among its account's open ones (once: a second add changes nothing)."""
+
+OPEN_REMOVE = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('INCRBYFLOAT', KEYS[2], -(tonumber(string.match(entry, ':(.*)$')) or 0))
+  end
+end
+return 0
+"""
+"""Stop counting an order (once: removing one not counted changes nothing)."""
 
 
 def queue_score(order: Order) -> float:
@@ -71,12 +108,21 @@ class RedisOrders:
         self.queue_key = f"{prefix}queue"
         self.epoch_key = f"{prefix}epoch"
         self.sim_pairs_key = f"{prefix}sim_pairs"
+        self._open_add = client.register_script(OPEN_ADD)
+        self._open_remove = client.register_script(OPEN_REMOVE)
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
         return {"writes": self._writes}
 
     def order_key(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
+
+    def open_keys(self, account: str) -> list[str]:
+        return [account_open_key(self.prefix, account), account_open_usd_key(self.prefix, account)]
+
+    @staticmethod
+    def open_entry(order: Order) -> str:
+        return f"{order.submitted_at!r}:{(order.notional_usd or 0.0)!r}"
 
     async def ping(self) -> None:
         await _guard(self.client.ping)
@@ -91,6 +137,7 @@ class RedisOrders:
             async with self.client.pipeline(transaction=True) as pipe:
                 for order in orders:
                     pipe.set(self.order_key(order.order_id), order.model_dump_json())
+                    await self._open_add(keys=self.open_keys(order.account), args=[order.order_id, self.open_entry(order)], client=pipe)
                 pipe.sadd(self.active_key, *(o.order_id for o in orders))
                 pipe.zadd(self.queue_key, {o.order_id: queue_score(o) for o in orders}, nx=True)
                 await pipe.execute()
@@ -113,6 +160,7 @@ class RedisOrders:
                 for order in batch:
                     pipe.set(self.order_key(order.order_id), order.model_dump_json(), nx=True)
                     pipe.sadd(self.active_key, order.order_id)
+                    await self._open_add(keys=self.open_keys(order.account), args=[order.order_id, self.open_entry(order)], client=pipe)
                     pipe.zadd(self.queue_key, {order.order_id: queue_score(order)}, nx=True)
                 await pipe.execute()
             return len(batch)
@@ -135,6 +183,7 @@ class RedisOrders:
                 for order in orders:
                     if order.status in TERMINAL:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
+                        await self._open_remove(keys=self.open_keys(order.account), args=[order.order_id], client=pipe)
                         done.append(order.order_id)
                     else:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json())

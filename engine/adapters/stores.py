@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from engine.adapters import redis_store
 from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
-from engine.settings import Settings
+from engine.settings import Settings, reveal
 
 
 class StoresNotConfigured(ValueError):
@@ -35,9 +35,10 @@ class Stores:
 
 def urls(settings: Settings) -> tuple[str, str]:
     """The database and Redis URLs; raises :class:`StoresNotConfigured` if either is unset."""
-    if not settings.database_url or not settings.redis_url:
+    database_url, redis_url = reveal(settings.database_url), reveal(settings.redis_url)
+    if not database_url or not redis_url:
         raise StoresNotConfigured("database_url and redis_url must be resolved before components start")
-    return settings.database_url, settings.redis_url
+    return database_url, redis_url
 
 
 async def open_stores(settings: Settings, *, min_size: int, max_size: int) -> Stores:

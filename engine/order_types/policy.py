@@ -46,6 +46,14 @@ class OrderTypePolicy:
         """What a waiting order waits for, in words (shown in its ``waiting`` event)."""
         return "waiting for its condition"
 
+    def default_expiry(self, submitted_ms: float, max_age_s: float | None) -> float | None:
+        """When an order of this type expires if it has not started: an order that executes at once
+        (it does not wait) is worth executing only near the price it was sent at, so it gets a maximum
+        age (``OEE_MARKET_MAX_AGE_S``); one that waits lives until its own ``expiresAt``."""
+        if self.waits or max_age_s is None:
+            return None
+        return submitted_ms + max_age_s * 1000.0
+
     def band(self, order: Order) -> Band:
         """The queue band of a run of this order (a cancel request goes to CONTROL before this is asked)."""
         if not self.waits:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import os
 import re
 import sys
 from typing import Any
@@ -28,7 +29,16 @@ from tests.cluster.harness import ROOT
 pytestmark = pytest.mark.timeout(60)
 
 CLUSTER_FILES = ["cluster.yaml", "cluster-aws.yaml"]
-STORE_URLS = {"OEE_REDIS_URL", "OEE_DATABASE_URL"}
+SECRETS = {"OEE_REDIS_URL", "OEE_DATABASE_URL", "OEE_ADMIN_KEY"}
+SECRET_NAME = re.compile(r"(URL|KEY|TOKEN|PASSWORD|SECRET)$")
+
+
+def assert_no_secrets(env: dict[str, str], where: str) -> None:
+    """The rule: no store URL, key, token or password in a Serve config's runtime_env (Ray shows and logs
+    it); they come from the nodes' environment or a Kubernetes Secret."""
+    leaked = sorted(name for name in env if name in SECRETS or SECRET_NAME.search(name))
+    assert not leaked, f"{where}: secrets in runtime_env.env_vars: {leaked}"
+    assert not any("://" in value and "@" in value for value in env.values()), f"{where}: a URL with credentials"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -56,6 +66,17 @@ def test_cluster_config_passes_rays_validator(name: str) -> None:
     assert "ray start --head --port=6380" in head_cmds  # not 6379: that is Redis's port
     assert "--address=$RAY_HEAD_IP:6380" in worker_cmds
     assert "RAY_health_check_period_ms" in head_cmds
+    # Ray's token auth on every node and for the deploy; the dashboard on the head's loopback only
+    assert "RAY_AUTH_MODE=disabled" not in head_cmds + worker_cmds
+    assert "RAY_AUTH_MODE=token" in head_cmds and "RAY_AUTH_MODE=token" in worker_cmds
+    assert re.search(r"RAY_AUTH_MODE=token \.venv/bin/serve deploy", head_cmds)
+    assert "--dashboard-host=127.0.0.1" in head_cmds
+    assert prepared["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    # the engine's secrets: a file of the operator's, sourced before `ray start`, never in the repo
+    assert prepared["file_mounts"]["~/oee-secrets.env"] == "deploy/secrets.env"
+    assert "deploy/secrets.env" in (ROOT / ".gitignore").read_text().splitlines()
+    for cmds in (head_cmds, worker_cmds):
+        assert cmds.index(". ~/oee-secrets.env") < cmds.index("ray start")
     assert any("pip install -q -e ~/oee" in c for c in prepared["setup_commands"])
     assert re.search(r"wait_for_nodes\.py\s+--config ~/ray_bootstrap_config\.yaml.*serve deploy deploy/serve_config\.yaml", head_cmds)
     # The head, and only the head, advertises the singletons' resource.
@@ -124,12 +145,18 @@ def test_serve_config_is_valid_and_applies_to_the_ingress(monkeypatch: pytest.Mo
     assert ingress.replica_config.ray_actor_options["num_cpus"] == 0
 
     env = app.runtime_env["env_vars"]
+    assert_no_secrets(env, "deploy/serve_config.yaml")
+    for key in list(os.environ):
+        if key.startswith("OEE_"):
+            monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
     assert settings.executor_pool_size == 3 and settings.max_concurrent_orders == 30 and settings.rate_limit_per_minute == 100
-    for key in STORE_URLS:
-        assert not re.search(r"@?(127\.0\.0\.1|localhost)[:/]", env[key]), f"{key} must name a host every node reaches"
+    assert settings.host == config.http_options.host == "0.0.0.0"
+    assert settings.protection_problem() is not None  # deployed without OEE_ADMIN_KEY in the nodes' environment: refused
+    monkeypatch.setenv("OEE_ADMIN_KEY", "k" * 32)
+    assert Settings(_env_file=None).protection_problem() is None
     per_node = ingress.replica_config.max_replicas_per_node
     print(f"serve_config.yaml: Ingress autoscales {scaling.min_replicas}..{scaling.max_replicas}, at most {per_node} per node")
 
@@ -163,10 +190,12 @@ def test_rayservice_manifest_matches_the_serve_config() -> None:
         plain.proxy_location,
     )
     env_k8s, env_plain = app_k8s.runtime_env["env_vars"], app_plain.runtime_env["env_vars"]
-    assert env_k8s == {k: v for k, v in env_plain.items() if k not in STORE_URLS}  # the URLs come from the Secret
+    assert_no_secrets(env_k8s, "deploy/rayservice.yaml serveConfigV2")
+    assert env_k8s == env_plain
 
     cluster = service["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == ray.__version__
+    assert cluster["authOptions"] == {"mode": "token"}  # KubeRay makes the token and presents it to the dashboard
     head = cluster["headGroupSpec"]
     assert json.loads(json.loads(head["rayStartParams"]["resources"])) == {HEAD_RESOURCE: 1}
     [workers] = cluster["workerGroupSpecs"]
@@ -176,5 +205,16 @@ def test_rayservice_manifest_matches_the_serve_config() -> None:
     for spec in (head["template"]["spec"], workers["template"]["spec"]):
         [container] = spec["containers"]
         from_secret = {e["name"] for e in container["env"] if "valueFrom" in e}
-        assert from_secret == secret_keys == STORE_URLS
-    print("rayservice.yaml: serveConfigV2 valid and equal to deploy/serve_config.yaml (store URLs from the Secret)")
+        assert from_secret == secret_keys == SECRETS
+        container_env: dict[str, str] = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
+        assert "RAY_AUTH_MODE" not in container_env  # authOptions sets it to token; "disabled" must not override it
+        assert_no_secrets(container_env, "deploy/rayservice.yaml container env")
+    print("rayservice.yaml: serveConfigV2 valid and equal to deploy/serve_config.yaml; secrets from the Secret; token auth on")
+
+
+def test_the_secret_rule_has_teeth() -> None:
+    """What the configs must not hold is caught: a store URL, a key, a URL with credentials."""
+    for leaky in ({"OEE_DATABASE_URL": "postgresql://p/oee"}, {"OEE_ADMIN_KEY": "k" * 40}, {"OEE_X": "redis://:pw@r:6379/0"}):
+        with pytest.raises(AssertionError):
+            assert_no_secrets(leaky, "example")
+    assert_no_secrets({"OEE_HOST": "0.0.0.0", "OEE_LOG_LEVEL": "INFO"}, "example")

@@ -166,6 +166,7 @@ def _serve_config(run: ClusterRun, db: Stores, port: int, path: Path) -> dict[st
     app = config["applications"][0]
     app["import_path"] = _builder()
     app["runtime_env"]["env_vars"].update(
+        OEE_HOST="127.0.0.1",  # as http_options above: open local mode (the shipped 0.0.0.0 needs OEE_ADMIN_KEY)
         OEE_REDIS_URL=db.urls.redis_url,
         OEE_DATABASE_URL=db.urls.database_url,
         OEE_REDIS_PREFIX=db.urls.redis_prefix,

@@ -19,6 +19,11 @@ FAST = {
     "OEE_RATE_LIMIT_BURST": "100",
     "OEE_SIM_ADMIN": "true",
     "OEE_WATCH_INTERVAL_MS": "50",
+    # Some tests route orders far beyond any sane pre-trade limit (an unfillable 5M SOL, a split of
+    # 30,000 SOL): lifted here as the rate limit is; tests/e2e_auth runs the limits at work.
+    "OEE_MAX_ORDER_NOTIONAL_USD": "1e15",
+    "OEE_MAX_DEPTH_SHARE": "1000",
+    "OEE_ACCOUNT_MAX_OPEN_NOTIONAL_USD": "1e15",
 }
 
 

@@ -9,11 +9,13 @@ from typing import Any
 import websockets
 
 
-async def follow(ws_url: str, order_id: str, timeout_s: float = 30.0) -> tuple[list[dict[str, Any]], int | None]:
-    """Every message of the stream, and the close code."""
+async def follow(
+    ws_url: str, order_id: str, timeout_s: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Every message of the stream, and the close code (``headers``: e.g. an Authorization key)."""
     messages: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout_s):
-        async with websockets.connect(f"{ws_url}/api/orders/{order_id}/status", max_size=2**20) as ws:
+        async with websockets.connect(f"{ws_url}/api/orders/{order_id}/status", max_size=2**20, additional_headers=headers) as ws:
             try:
                 async for raw in ws:
                     messages.append(json.loads(raw))

@@ -44,6 +44,14 @@ FAST_ENV = {
     "OEE_RATE_LIMIT_PER_MINUTE": "60000",
     "OEE_RATE_LIMIT_BURST": "100",
     "OEE_LOG_LEVEL": "INFO",
+    # Floods of orders from one account (the open mode's 'local'): the per-account limits are lifted like
+    # the engine's rate limit; tests/e2e_auth and test_trading_halt run them.
+    "OEE_ACCOUNT_RATE_PER_SECOND": "1000000",
+    "OEE_ACCOUNT_RATE_BURST": "1000000",
+    "OEE_ACCOUNT_MAX_OPEN_ORDERS": "10000000",
+    "OEE_MAX_ORDER_NOTIONAL_USD": "1e15",
+    "OEE_MAX_DEPTH_SHARE": "1000",
+    "OEE_ACCOUNT_MAX_OPEN_NOTIONAL_USD": "1e15",
 }
 
 
