@@ -64,9 +64,16 @@ function cell(row, text, className) {
 // ------------------------------------------------------------------ orders table
 
 function upsert(order) {
-  const known = state.orders.get(order.orderId) || { events: [] };
-  state.orders.set(order.orderId, { ...known, ...order, events: known.events });
-  renderRow(state.orders.get(order.orderId));
+  // One object per order for the page's whole life: a stream that holds it keeps writing to the one shown.
+  let known = state.orders.get(order.orderId);
+  if (!known) {
+    known = { events: [] };
+    state.orders.set(order.orderId, known);
+  }
+  const events = known.events;
+  Object.assign(known, order);
+  known.events = events;
+  renderRow(known);
 }
 
 function renderRow(order) {

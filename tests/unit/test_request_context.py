@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from api.app import EngineApp, create_app
+from api.auth import caller
 from api.middleware import UNMATCHED, RequestContext
+from engine.accounts import LOCAL_PRINCIPAL
 from engine.batching import Coalescer
 from engine.instruments import HTTP_REQUESTS, HTTP_SECONDS, WEBSOCKETS
 from engine.logs import ACCOUNT, ORDER_ID, REQUEST_ID, JsonFormatter, bind, detached
@@ -148,7 +150,9 @@ def test_routes_without_a_template_get_a_bounded_label() -> None:
 
 
 def test_metrics_answer_prometheus_text_with_this_process_alone_without_a_collector() -> None:
-    client = TestClient(create_app())
+    app = create_app()
+    app.dependency_overrides[caller] = lambda: LOCAL_PRINCIPAL  # open local mode, without an Edge in this process
+    client = TestClient(app)
     client.get("/openapi.json")
     response = client.get("/metrics")
 
