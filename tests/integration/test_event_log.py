@@ -51,6 +51,8 @@ async def test_a_reader_during_concurrent_writes_sees_every_event_once_in_order(
             await log.sequence(limit=7)  # small batches: many sequencing rounds interleave with the writes
             await asyncio.sleep(0.001)
 
+    reading = True
+
     async def reader() -> None:
         position = start
         while True:
@@ -58,14 +60,19 @@ async def test_a_reader_during_concurrent_writes_sees_every_event_once_in_order(
             seen.extend((item.event_id, item.event.order_id, item.event.seq) for item in page)
             if page:
                 position = page[-1].event_id
-            elif not writing and await log.sequence() == 0 and not await log.after(position, 1):
+            elif not reading:
                 return
             await asyncio.sleep(0.001)
 
-    tasks = [asyncio.create_task(sequencer()), asyncio.create_task(reader())]
+    numbering = asyncio.create_task(sequencer())
+    reading_task = asyncio.create_task(reader())
     await asyncio.gather(*(_run(journal, order_id) for order_id in ids))
     writing = False
-    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    await asyncio.wait_for(numbering, 120)
+    while await log.sequence():  # the rest, now that no other sequencer holds the lock
+        pass
+    reading = False  # the reader stops once it has read everything numbered
+    await asyncio.wait_for(reading_task, 120)
 
     event_ids = [event_id for event_id, _, _ in seen]
     assert event_ids == sorted(event_ids) and len(set(event_ids)) == len(event_ids)
