@@ -50,9 +50,9 @@ def services() -> Iterator[Services]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def stores(services: Services) -> Iterator[TestStores]:
-    name = f"oee_test_{os.getpid()}_{secrets.token_hex(3)}"
+def scratch_stores(services: Services, label: str, redis_db: int) -> Iterator[TestStores]:
+    """A PostgreSQL database and a Redis key prefix of their own (named after ``label``), dropped afterwards."""
+    name = f"oee_{label}_{os.getpid()}_{secrets.token_hex(3)}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(services.pg_admin_url)
@@ -62,8 +62,8 @@ def stores(services: Services) -> Iterator[TestStores]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    prefix = f"oee-test-{secrets.token_hex(4)}:"
-    redis_url = f"{services.redis_base_url}/{TEST_REDIS_DB}"
+    prefix = f"oee-{label.replace('_', '-')}-{secrets.token_hex(4)}:"
+    redis_url = f"{services.redis_base_url}/{redis_db}"
     try:
         yield TestStores(with_database(services.pg_admin_url, name), redis_url, prefix)
     finally:
@@ -73,6 +73,11 @@ def stores(services: Services) -> Iterator[TestStores]:
             client.delete(*keys)
         client.close()
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def stores(services: Services) -> Iterator[TestStores]:
+    yield from scratch_stores(services, "test", TEST_REDIS_DB)
 
 
 async def reset_stores(stores: TestStores) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterator
 
 from runtime.process import EngineProcess as _Launcher
 from tests.conftest import TestStores
@@ -25,3 +27,17 @@ class EngineProcess(_Launcher):
             ray_dir=tempfile.mkdtemp(prefix="oee-e2e-ray-", dir="/tmp"),
         )
         self.stores = stores
+
+
+def running_engine(stores: TestStores, env: dict[str, str]) -> Iterator[EngineProcess]:
+    """Start an engine for a fixture's lifetime; stop it and remove its files afterwards
+    (``OEE_TEST_SHOW_ENGINE_LOG=1`` prints its log tail first)."""
+    proc = EngineProcess(stores, env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        if os.environ.get("OEE_TEST_SHOW_ENGINE_LOG"):
+            print(proc.log_tail())
+        proc.discard()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import TestStores
-from tests.engine_process import EngineProcess
+from tests.engine_process import EngineProcess, running_engine
 
 FAST = {
     "OEE_QUOTE_LATENCY_MS": "20",
@@ -29,15 +28,7 @@ FAST = {
 
 @pytest.fixture(scope="package")
 def engine(stores: TestStores) -> Iterator[EngineProcess]:
-    proc = EngineProcess(stores, FAST)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        if os.environ.get("OEE_TEST_SHOW_ENGINE_LOG"):
-            print(proc.log_tail())
-        proc.discard()
+    yield from running_engine(stores, FAST)
 
 
 @pytest.fixture

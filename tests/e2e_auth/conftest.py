@@ -7,22 +7,16 @@ process. Each test makes its own accounts (random names): tests share the engine
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-import redis
 
-from runtime.embedded import with_database
-from tests.conftest import Services, TestStores
-from tests.engine_process import EngineProcess
+from tests.conftest import TEST_REDIS_DB, Services, TestStores, scratch_stores
+from tests.engine_process import EngineProcess, running_engine
 
 ADMIN_KEY = secrets.token_urlsafe(32)
 ORIGIN = "https://app.example"
@@ -44,40 +38,11 @@ FAST = {
 def own_stores(services: Services, tag: str) -> Iterator[TestStores]:
     """A database and a Redis prefix of their own (dropped afterwards): a halt left by a failed test
     here never reaches another tier's engine."""
-    name = f"oee_auth_{tag}_{os.getpid()}_{secrets.token_hex(3)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(services.pg_admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    prefix = f"oee-auth-{secrets.token_hex(4)}:"
-    redis_url = f"{services.redis_base_url}/13"
-    try:
-        yield TestStores(with_database(services.pg_admin_url, name), redis_url, prefix)
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from scratch_stores(services, f"auth_{tag}", TEST_REDIS_DB)
 
 
 def start_engine(stores: TestStores, env: dict[str, str]) -> Iterator[EngineProcess]:
-    proc = EngineProcess(stores, env)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        if os.environ.get("OEE_TEST_SHOW_ENGINE_LOG"):
-            print(proc.log_tail())
-        proc.discard()
-        shutil.rmtree(proc.ray_dir, ignore_errors=True)
+    yield from running_engine(stores, env)
 
 
 @pytest.fixture(scope="package")
