@@ -9,6 +9,17 @@ from collections.abc import Iterator
 from runtime.process import EngineProcess as _Launcher
 from tests.conftest import TestStores
 
+FAST_TIMINGS = {
+    "OEE_QUOTE_LATENCY_MS": "20",
+    "OEE_SWAP_LATENCY_MS": "40-80",
+    "OEE_RETRY_BASE_DELAY_MS": "300",
+    "OEE_RATE_LIMIT_PER_MINUTE": "60000",
+    "OEE_RATE_LIMIT_BURST": "100",
+    "OEE_SIM_ADMIN": "true",
+    "OEE_WATCH_INTERVAL_MS": "50",
+}
+"""Short simulated delays and a start limit out of the way: what the end-to-end tiers run with."""
+
 
 class EngineProcess(_Launcher):
     """An engine on ``stores`` (its database, Redis and key prefix), with 2 Ray CPUs and INFO logs; ``env`` overrides."""

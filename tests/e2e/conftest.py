@@ -8,16 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import TestStores
-from tests.engine_process import EngineProcess, running_engine
+from tests.engine_process import FAST_TIMINGS, EngineProcess, running_engine
 
 FAST = {
-    "OEE_QUOTE_LATENCY_MS": "20",
-    "OEE_SWAP_LATENCY_MS": "40-80",
-    "OEE_RETRY_BASE_DELAY_MS": "300",
-    "OEE_RATE_LIMIT_PER_MINUTE": "60000",
-    "OEE_RATE_LIMIT_BURST": "100",
-    "OEE_SIM_ADMIN": "true",
-    "OEE_WATCH_INTERVAL_MS": "50",
+    **FAST_TIMINGS,
     # Some tests route orders far beyond any sane pre-trade limit (an unfillable 5M SOL, a split of
     # 30,000 SOL): lifted here as the rate limit is; tests/e2e_auth runs the limits at work.
     "OEE_MAX_ORDER_NOTIONAL_USD": "1e15",

@@ -16,20 +16,14 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_REDIS_DB, Services, TestStores, scratch_stores
-from tests.engine_process import EngineProcess, running_engine
+from tests.engine_process import FAST_TIMINGS, EngineProcess, running_engine
 
 ADMIN_KEY = secrets.token_urlsafe(32)
 ORIGIN = "https://app.example"
 
 FAST = {
     "OEE_ADMIN_KEY": ADMIN_KEY,
-    "OEE_QUOTE_LATENCY_MS": "20",
-    "OEE_SWAP_LATENCY_MS": "40-80",
-    "OEE_RETRY_BASE_DELAY_MS": "300",
-    "OEE_RATE_LIMIT_PER_MINUTE": "60000",
-    "OEE_RATE_LIMIT_BURST": "100",
-    "OEE_SIM_ADMIN": "true",
-    "OEE_WATCH_INTERVAL_MS": "50",
+    **FAST_TIMINGS,
     "OEE_CORS_ORIGINS": ORIGIN,
     "OEE_INGRESS_REPLICAS": "2",
 }

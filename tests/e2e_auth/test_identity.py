@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import websockets
 
+from tests.e2e.wsclient import follow as ws_follow
 from tests.e2e.wsclient import statuses
 from tests.e2e_auth.conftest import ADMIN_KEY, ORIGIN, Accounts, bearer
 from tests.engine_process import EngineProcess
@@ -23,18 +24,8 @@ WAITING = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "LIMI
 async def follow(
     engine: EngineProcess, order_id: str, key: str | None, timeout_s: float = 30, query: str = "", **options: Any
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Every message of the order's stream and the close code (an HTTP refusal raises InvalidStatus)."""
-    headers = bearer(key) if key else {}
-    messages: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout_s):
-        async with websockets.connect(f"{engine.ws_url}/api/orders/{order_id}/status{query}", additional_headers=headers, **options) as ws:
-            try:
-                async for raw in ws:
-                    messages.append(json.loads(raw))
-            except websockets.ConnectionClosed:
-                pass
-            await ws.wait_closed()
-            return messages, ws.close_code
+    """Every message of the order's stream and the close code, presenting ``key``."""
+    return await ws_follow(engine.ws_url, order_id, timeout_s, bearer(key) if key else None, query, **options)
 
 
 async def handshake_status(url: str, **options: Any) -> int | None:
