@@ -73,7 +73,7 @@ async def test_limit_order_expires(engine: EngineProcess) -> None:
         expires = int(time.time() * 1000) + 1200
         body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1, "orderType": "LIMIT", "limitPrice": price * 10, "expiresAt": expires}
         order_id = (await client.post("/api/orders/execute", json=body)).json()["orderId"]
-        messages, code = await follow(engine.ws_url, order_id, timeout_s=15)
+        messages, code = await follow(engine.ws_url, order_id, timeout_s=60)
         order = (await client.get(f"/api/orders/{order_id}")).json()
     assert statuses(messages) == ["pending", "waiting", "expired"] and code == 1000
     assert order["status"] == "expired" and order["expiredAt"]

@@ -119,7 +119,7 @@ async def test_ping_gets_the_seed_pong_and_a_cancelled_order_says_why(engine: En
             assert json.loads(await ws.recv())["type"] == "connected"
             await ws.send(json.dumps({"type": "ping"}))
             seen: list[dict[str, Any]] = []
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(60):
                 while not ({"pong", "waiting"} <= {m.get("status", m["type"]) for m in seen}):
                     seen.append(json.loads(await ws.recv()))
             pong = next(m for m in seen if m["type"] == "pong")
@@ -127,8 +127,9 @@ async def test_ping_gets_the_seed_pong_and_a_cancelled_order_says_why(engine: En
             assert_recent_ms(pong["timestamp"])
             waiting = next(m for m in seen if m.get("status") == "waiting")
             assert waiting["message"].startswith("waiting for")
-            assert (await client.delete(f"/api/orders/{order_id}")).status_code == 200
-            async with asyncio.timeout(10):
+            # 200 once closed; 202 if it has not closed within the call's short wait (a loaded machine)
+            assert (await client.delete(f"/api/orders/{order_id}")).status_code in (200, 202)
+            async with asyncio.timeout(60):
                 while (message := json.loads(await ws.recv())).get("status") != "cancelled":
                     pass
     assert message["message"] == "cancelled by the client" and "data" not in message

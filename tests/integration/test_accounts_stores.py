@@ -314,7 +314,7 @@ async def test_revocations_reach_every_subscriber_and_caches_trust_only_their_ge
     cache.put("late", "v", stale)
     assert cache.get("late") == (False, None)
     assert await channels[0].publish(KEY_REVOKED, "abc") == 2
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while len(heard) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert heard == [(KEY_REVOKED, "abc")] * 2

@@ -501,7 +501,7 @@ async def test_500_websockets_to_junk_ids_are_refused_cleanly(engine: tuple[Stac
     took = time.monotonic() - started
     kinds = Counter(o if not o.startswith("UNCLEAN") else "UNCLEAN" for o in outcomes)
     unclean = [(ids[n][:60], o) for n, o in enumerate(outcomes) if o.startswith("UNCLEAN")]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while (left_open := _open_connections(proc.port)) > connections_before and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     hub_after = await raytool.hub_state()
