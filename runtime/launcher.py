@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from engine.settings import get_settings
 log = logging.getLogger("runtime.launcher")
 
 ROOT = Path(__file__).resolve().parents[1]
+STOP_MARGIN_S = 20.0
+"""How long the orderly stop may take beyond the ingress drain before it is cut short."""
 
 
 OPEN_MODE_WARNING = (
@@ -64,17 +67,21 @@ def main() -> int:
     from actors.bootstrap import NAMESPACE, start_actors, stop_actors, supervise
     from engine.adapters.postgres import prepare_database
     from runtime.embedded import resolve_dependencies
+    from runtime.group_signal import GroupSignalCanary
     from runtime.ray_local import init_ray, kill_local_ray, ray_answers
 
     stop = threading.Event()
+    received: list[int] = []
 
     def _on_signal(signum: int, _frame: Any) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 
+    canary = GroupSignalCanary()
     deps = resolve_dependencies(settings)
     settings = settings.with_store_urls(deps.redis_url, deps.database_url)
     actors = None
@@ -124,7 +131,10 @@ def main() -> int:
     finally:
         # Signalled with its whole process group, the Ray this process started is already gone: Serve's
         # shutdown would wait for a dead controller and stopping the actors for nothing.
-        ray_gone = node_id is not None and not settings.ray_address and not ray_answers()
+        group_signalled = canary.group_signalled(wait_s=0.5 if signal.SIGTERM in received else 0.0)
+        ray_gone = node_id is not None and not settings.ray_address and (group_signalled or not ray_answers())
+        if node_id is not None and not ray_gone:
+            _stop_deadline(settings.ingress_drain_s + STOP_MARGIN_S, node_id, settings.ingress_mode == "haproxy", deps.stop)
         if ray_gone:
             log.warning("Ray's daemons exited with the engine's process group; skipping Serve's and the actors' shutdown")
         else:
@@ -144,6 +154,7 @@ def main() -> int:
             with contextlib.suppress(Exception):
                 ray.shutdown()
         deps.stop()
+        canary.close()
         log.info("engine stopped")
     if ray_gone:
         # Everything is stopped; Ray's exit hooks would only wait for a cluster that is gone.
@@ -152,6 +163,28 @@ def main() -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _stop_deadline(budget_s: float, node_id: str, haproxy: bool, stop_stores: Callable[[], None]) -> None:
+    """If the orderly stop has not ended within ``budget_s`` (a Ray call waiting on a daemon that is
+    going away), stop what would outlive the engine and exit: a stop must never hang."""
+
+    def _expire() -> None:
+        log.warning("the orderly stop ran out of time; killing Ray and exiting", extra={"budget_s": budget_s})
+        from runtime.haproxy import stop_haproxy
+        from runtime.ray_local import kill_local_ray
+
+        with contextlib.suppress(Exception):
+            if haproxy:
+                stop_haproxy(node_id)
+            kill_local_ray()
+            stop_stores()
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(budget_s, _expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _local_only(redis_url: str, database_url: str, embedded: bool) -> bool:
