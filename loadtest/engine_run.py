@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class EngineRun:
         extra_env: dict[str, str] | None = None,
         pg_connection_limit: int = 50,
         stores: Stores | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         tag = secrets.token_hex(4)
         self.stores = stores or Stores()
@@ -78,6 +80,7 @@ class EngineRun:
             log_path=log_path,
             ray_dir=f"/tmp/oee-bench-{tag}",
             die_with_parent=True,
+            command=command,
         )
         self.port = self.process.port
         self.url = self.process.url

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runtime.embedded import die_with_parent, free_port
@@ -59,7 +59,9 @@ class EngineProcess:
         log_path: Path | None = None,
         ray_dir: str | None = None,
         die_with_parent: bool = False,
+        command: Sequence[str] | None = None,
     ) -> None:
+        self.command = list(command) if command else [sys.executable, "-m", "runtime"]
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -96,12 +98,12 @@ class EngineProcess:
             raise
 
     def spawn(self) -> None:
-        """Start ``python -m runtime`` in a new session, its output appended to the log; returns at once."""
+        """Start ``command`` (default ``python -m runtime``) in a new session, its output appended to the log; returns at once."""
         Path(self.ray_dir).mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime"],
+                self.command,
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
