@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from actors.chain_node import ChainNode
 from actors.dispatcher import Dispatcher
 from actors.executor import OrderExecutor
 from actors.metrics import MetricsCollector
@@ -43,10 +44,13 @@ class EngineActors:
     dispatcher: Any
     watcher: Any
     metrics: Any = None
+    chain: Any = None
+    """The ChainNode (the embedded chain); None when settling through JSON-RPC."""
 
     def all(self) -> list[Any]:
         collector = [self.metrics] if self.metrics is not None else []
-        return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub, *collector]
+        chain = [self.chain] if self.chain is not None else []
+        return [self.dispatcher, self.watcher, *self.executors, *self.venues.values(), self.limiter, self.hub, *collector, *chain]
 
 
 def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") -> EngineActors:
@@ -64,11 +68,14 @@ def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") 
         .remote(settings, spec)
         for spec in configured(settings)
     }
+    chain = None
+    if not settings.chain_rpc_url:
+        chain = _remote(ChainNode).options(name=f"chain_node{suffix}", **_LIGHT, **singleton_options()).remote(settings)
     watcher = _remote(PriceWatcher).options(name=f"price_watcher{suffix}", **_LIGHT, **singleton_options()).remote(settings, venues)
     executors = [
         _remote(OrderExecutor)
         .options(name=f"order_executor_{i}{suffix}", **_LIGHT, **pool_options())
-        .remote(settings, hub, venues, watcher)
+        .remote(settings, hub, venues, watcher, chain)
         for i in range(settings.executor_pool_size)
     ]
     # Every actor up and connected before the first order (a venue opens its connections on first use,
@@ -86,7 +93,7 @@ def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") 
         .options(name=f"metrics_collector{suffix}", **_LIGHT, **singleton_options())
         .remote(hub, limiter, dispatcher, watcher, executors, venues, gauge_ttl_s=max(30.0, 3 * settings.metrics_push_s))
     )
-    return EngineActors(hub, limiter, venues, executors, dispatcher, watcher, metrics)
+    return EngineActors(hub, limiter, venues, executors, dispatcher, watcher, metrics, chain)
 
 
 def supervise(actors: EngineActors) -> None:

@@ -19,13 +19,15 @@ from engine.logs import bind
 from engine.models import VenueName
 from engine.settings import Settings
 from engine.stages import OrderMetrics
+from settlement.setup import settlement_for
 
 log = logging.getLogger("actors.executor")
 
 
 class OrderExecutor(EngineActor):
-    def __init__(self, settings: Settings, hub: Any, venues: dict[VenueName, Any], watcher: Any = None) -> None:
+    def __init__(self, settings: Settings, hub: Any, venues: dict[VenueName, Any], watcher: Any = None, chain: Any = None) -> None:
         super().__init__(settings)
+        self._chain = chain
         self._hub = hub
         self._venue_handles = venues
         self._watcher = watcher
@@ -62,6 +64,9 @@ class OrderExecutor(EngineActor):
                         rng=random.Random(),
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                         observer=OrderMetrics(),
+                        settlement=settlement_for(self._settings, stores.pool, venues, self._chain)
+                        if self._chain is not None or self._settings.chain_rpc_url
+                        else None,
                     )
         return self._workflow
 

@@ -16,6 +16,7 @@ from engine.errors import TransientVenueError, VenueError
 from engine.instruments import VENUE_UNREACHABLE
 from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
 from engine.ports import PoolView
+from engine.settlement import LegTerms
 
 UNAVAILABLE_WAIT_S = 15.0
 """How long a read (quote, snapshot, find_swap) waits for a quoter that is restarting, e.g. on
@@ -98,6 +99,15 @@ class VenueClient:
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         result: SwapResult | None = await self._read("find_swap", order_id)
+        return result
+
+    async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
+        """Not retried: a lost answer means the run signs nothing and routes again."""
+        result: LegTerms = await self._call(self.handle.commit_leg.remote(order_id, quote, min_amount_out))
+        return result
+
+    async def cosign(self, order_id: str, message: bytes) -> bytes:
+        result: bytes = await self._call(self.handle.cosign.remote(order_id, message))
         return result
 
     async def pairs(self) -> frozenset[tuple[str, str]]:

@@ -26,6 +26,7 @@ from engine.metrics import Snapshot
 from engine.models import DexQuote, SwapResult
 from engine.ports import PoolView, Venue
 from engine.settings import Settings
+from engine.settlement import LegTerms
 from venues.registry import VenueContext, VenueSpec
 from venues.simulated import SimulatedVenue
 
@@ -183,6 +184,22 @@ class VenueQuoter:
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         return await self._measured("find_swap", (await self._ready()).find_swap(order_id))
+
+    async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
+        """Agree a leg's terms for the order's transaction (settlement); never refused by the breaker."""
+        venue = await self._ready()
+        if not hasattr(venue, "commit_leg"):
+            raise NotSimulated(self._spec.name)
+        result: LegTerms = await self._counted(self._measured("swap", venue.commit_leg(order_id, quote, min_amount_out)))
+        return result
+
+    async def cosign(self, order_id: str, message: bytes) -> bytes:
+        """The venue authority's signature of the order's transaction, once checked."""
+        venue = await self._ready()
+        if not hasattr(venue, "cosign"):
+            raise NotSimulated(self._spec.name)
+        signature: bytes = await venue.cosign(order_id, message)
+        return signature
 
     async def _simulated(self) -> SimulatedVenue:
         venue = await self._ready()

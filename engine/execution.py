@@ -26,6 +26,7 @@ from engine.order_types import policy_of
 from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, RunObserver, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
+from engine.settlement import LegRequest, Settlement
 from engine.split import Output
 
 log = logging.getLogger("engine.execution")
@@ -63,6 +64,11 @@ class OrderRun:
     async def emit(self, status: OrderStatus, **fields: Any) -> Order:
         self._emit(status, fields)
         return self.order
+
+    async def may_sign(self) -> bool:
+        """May this run sign the order's transaction now? Asked right before signing. The run's
+        fencing check goes here (a run that lost its claim on the order must not sign)."""
+        return True
 
     async def emit_claiming(self, status: OrderStatus, **fields: Any) -> bool:
         """Emit an event whose write also claims the order for submission, and wait until it is
@@ -155,6 +161,8 @@ class OrderWorkflow:
     watcher: Watcher | None = None
     split_routing: bool = True
     observer: RunObserver | None = None
+    settlement: Settlement | None = None
+    """Settle on a chain by the protocol of :mod:`engine.settlement`; None: the venues' own swaps."""
 
     async def run(self, order_id: str) -> Order | None:
         """Move the order as far as it can go now. Safe to call again for the same order (resume).
@@ -275,7 +283,7 @@ class OrderWorkflow:
                 if not await run.emit_claiming(S.BUILDING, routing_decision=decision):
                     return await self._close(run, S.CANCELLED, "cancelled by the client")
                 await run.emit(S.SUBMITTED, routing_decision=decision)
-                swaps = await self._swap_legs(order_id, decision)
+                swaps = await self._swap_legs(run, decision)
                 return await self._confirm(run, swaps)
             except SlippageExceeded as exc:
                 look_first = True  # another leg may have landed
@@ -297,14 +305,23 @@ class OrderWorkflow:
                 )
                 await self.clock.sleep(delay)
 
-    async def _swap_legs(self, order_id: str, decision: RoutingDecision) -> list[SwapResult]:
-        """Swap every leg at once; each leg keeps its share of the order's minimum output."""
+    async def _swap_legs(self, run: OrderRun, decision: RoutingDecision) -> list[SwapResult]:
+        """Swap every leg at once; each leg keeps its share of the order's minimum output. With a
+        chain, every leg goes in the order's one transaction (all land or none)."""
+        order_id = run.order.order_id
         quotes = {q.venue: q for q in decision.quotes}
         ratio = decision.min_amount_out / decision.amount_out if decision.amount_out > 0 else 0.0
-        calls = []
-        for leg in decision.legs:
-            leg_quote = quotes[leg.venue].model_copy(update={"amount_in": leg.amount_in, "amount_out": leg.amount_out})
-            calls.append(self.venues[leg.venue].swap(order_id, leg_quote, leg.amount_out * ratio))
+        requests = [
+            LegRequest(
+                quotes[leg.venue].model_copy(update={"amount_in": leg.amount_in, "amount_out": leg.amount_out}), leg.amount_out * ratio
+            )
+            for leg in decision.legs
+        ]
+        if self.settlement is not None:
+            swaps = await self.settlement.settle(order_id, run.order.account, requests, run.may_sign)
+            await self.settlement.checkpoint("before_confirm", order_id)
+            return swaps
+        calls = [self.venues[r.quote.venue].swap(order_id, r.quote, r.min_amount_out) for r in requests]
         results = await asyncio.gather(*calls, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -337,11 +354,14 @@ class OrderWorkflow:
         if run.order.status is S.BUILDING:
             await run.emit(S.SUBMITTED, routing_decision=run.order.routing_decision)
         decision = run.order.routing_decision
-        missing = [leg for leg in (decision.legs if decision else []) if leg.venue not in found]
         swaps = list(found.values())
+        if self.settlement is not None:  # one transaction holds every leg: what landed is the whole swap
+            await self.settlement.checkpoint("before_confirm", run.order.order_id)
+            return await self._confirm(run, swaps)
+        missing = [leg for leg in (decision.legs if decision else []) if leg.venue not in found]
         if decision is not None and missing:
             rest = decision.model_copy(update={"legs": missing})
-            swaps += await self._swap_legs(run.order.order_id, rest)
+            swaps += await self._swap_legs(run, rest)
         return await self._confirm(run, swaps)
 
     async def _load(self, order_id: str) -> tuple[Order, int] | None:
@@ -379,7 +399,10 @@ class OrderWorkflow:
         )
 
     async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:
-        """Before (re)submitting, ask every venue whether this order already swapped there."""
+        """Before (re)submitting, ask whether this order already swapped: the chain about its persisted
+        transaction, or (without a chain) every venue."""
+        if self.settlement is not None:
+            return await self.settlement.landed(order_id)
         names = list(self.venues)
         found = await asyncio.gather(*(self.venues[name].find_swap(order_id) for name in names))
         return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}

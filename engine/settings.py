@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     swap_latency_ms: Annotated[tuple[float, float], NoDecode] = (2000.0, 3000.0)
     fault_rate: float = Field(default=0.0, ge=0, le=1)
     sim_seed: int = 7
+    chain_rpc_url: str | None = Field(default=None, description="A Solana JSON-RPC endpoint; unset: the embedded LiteSVM chain")
+    chain_blockhash_ttl_s: float = Field(default=60.0, gt=0, description="How long a blockhash stays valid on the embedded chain")
+    chain_slot_ms: float = Field(default=400.0, gt=0, description="One block of the embedded chain")
+    chain_key_seed: str = Field(default="oee-dev-keys", description="The secret the wallet and venue keypairs derive from")
+    chain_poll_ms: float = Field(default=50.0, gt=0, description="How often a sent transaction's status is asked")
+    chain_resend_ms: float = Field(default=2000.0, gt=0, description="How often unconfirmed bytes are sent again while valid")
+    wallet_funding_usd: float = Field(
+        default=1_000_000.0, ge=0, description="What the embedded chain gives a new wallet of each listed token"
+    )
+    chain_fault_step: str | None = Field(default=None, description="Tests: a protocol step to fail after (engine.settlement.STEPS)")
+    chain_fault_rate: float = Field(default=0.0, ge=0, le=1, description="Tests: the chance of the fault at that step")
+    chain_fault_mode: str = Field(default="raise", description="Tests: raise (the run dies) or exit (the process dies)")
 
     watch_interval_ms: float = Field(default=250.0, gt=0, description="How often waiting LIMIT/SNIPER orders are checked")
     sim_admin: bool = Field(default=False, description="Enable /api/sim/* (list a pool, move a price): simulation only")

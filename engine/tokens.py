@@ -52,3 +52,18 @@ def canonical_token(raw: str) -> str | None:
         listed = BY_MINT.get(text)
         return listed.symbol if listed else text
     return None
+
+
+UNLISTED_DECIMALS = 6
+"""Decimals assumed for a mint the list does not name (a token launched on the simulated venues)."""
+
+
+def mint_of(token: str) -> str:
+    """The mint address of a canonical token (a listed symbol or a mint address)."""
+    listed = BY_SYMBOL.get(token)
+    return listed.mint if listed else token
+
+
+def decimals_of(mint: str) -> int:
+    listed = BY_MINT.get(mint)
+    return listed.decimals if listed else UNLISTED_DECIMALS

@@ -17,6 +17,7 @@ import asyncpg
 
 from engine.accounts import LOCAL_ACCOUNT
 from engine.adapters.accounts_schema import ACCOUNT_MIGRATIONS
+from engine.adapters.settlement_schema import SETTLEMENT_MIGRATIONS
 from engine.batching import Coalescer
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.instruments import STORE_ERRORS
@@ -162,7 +163,7 @@ async def migrate(pool: asyncpg.Pool) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         applied = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        every = sorted(MIGRATIONS + ACCOUNT_MIGRATIONS)
+        every = sorted(MIGRATIONS + ACCOUNT_MIGRATIONS + SETTLEMENT_MIGRATIONS)
         for version, sql in every:
             if version not in applied:
                 await conn.execute(sql)

@@ -8,6 +8,7 @@ import random
 
 from engine.adapters.postgres import create_pool
 from engine.models import VenueName
+from settlement.keys import Keyring
 from venues.registry import VenueContext
 from venues.simulated.ledger import InMemoryLedger, PostgresLedger, SwapLedger
 from venues.simulated.market import METEORA, PROFILES, RAYDIUM, Model, Profile
@@ -44,6 +45,7 @@ async def simulated(name: VenueName, context: VenueContext, profile: Profile) ->
         timing=venue_timing(context.settings),
         seed=seed,
         profile=profile,
+        keyring=Keyring(context.settings.chain_key_seed),
     )
 
 

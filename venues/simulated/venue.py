@@ -12,10 +12,17 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from solders.keypair import Keypair
+from solders.message import Message
+
 from engine.clock import Clock
-from engine.errors import InsufficientLiquidity, NoPoolError, SlippageExceeded, TransientVenueError
+from engine.errors import InsufficientLiquidity, NoPoolError, SlippageExceeded, TransientVenueError, VenueError
 from engine.models import DexQuote, SwapResult, VenueName
 from engine.settings import Settings
+from engine.settlement import LegTerms, to_base_units
+from engine.tokens import decimals_of, mint_of
+from settlement.keys import Keyring, token_account
+from settlement.swap_tx import memo_of, transfers
 from venues.simulated.ledger import SwapLedger
 from venues.simulated.market import (
     DLMM_BINS_EACH_SIDE,
@@ -29,6 +36,16 @@ from venues.simulated.market import (
     reference_price,
 )
 from venues.simulated.pools import BinnedPool, ConstantProductPool, Pool, PoolExhausted
+
+COSIGN_WINDOW_BPS = 50.0
+"""How far above the agreed output a transaction may pay out of a vault and still be co-signed."""
+
+
+class VenueRefused(VenueError):
+    """The venue would not co-sign the transaction (not what it agreed)."""
+
+    transient = False
+
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -106,7 +123,10 @@ class SimulatedVenue:
     """Default: the built-in profile of its name."""
     signatures: Callable[[], bytes] = field(default=lambda: secrets.token_bytes(64))
     """Source of transaction signatures. Not the seeded rng: a restarted venue would repeat them."""
+    keyring: Keyring | None = None
+    """Holds the venue's authority (it co-signs swaps out of its vaults); None: it cannot settle on a chain."""
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
+    _agreed: dict[str, list[LegTerms]] = field(init=False, default_factory=dict)
     _inflight: dict[str, asyncio.Future[SwapResult]] = field(init=False, default_factory=dict)
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
 
@@ -258,6 +278,69 @@ class SimulatedVenue:
         result = await self.ledger.record(result)
         self._maybe_fault("confirmation")
         return result
+
+    def _authority(self) -> Keypair:
+        if self.keyring is None:
+            raise TransientVenueError(self.name, "this venue holds no key: it cannot settle on a chain")
+        return self.keyring.venue_authority(self.name)
+
+    async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
+        """Agree the leg at the pool's price now (it may have drifted since the quote), after the
+        simulated swap latency; refuse below ``min_amount_out``. The pool moves as if it traded."""
+        authority = str(self._authority().pubkey())
+        low, high = self.timing.swap_latency_s
+        await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
+        self.calls["swap"] += 1
+        self._maybe_fault("transaction send")
+        live = self._pool(quote.token_in, quote.token_out)
+        x_to_y = quote.token_in == live.spec.base
+        try:
+            would_give = live.pool.fill(quote.amount_in, x_to_y).amount_out
+            if would_give < min_amount_out:
+                raise SlippageExceeded(
+                    self.name, f"slippage exceeded: swap would give {would_give:.6g}, minimum {min_amount_out:.6g} {quote.token_out}"
+                )
+            fill = live.pool.swap(quote.amount_in, x_to_y)
+        except PoolExhausted as exc:
+            raise InsufficientLiquidity(self.name, str(exc)) from exc
+        mint_in, mint_out = mint_of(quote.token_in), mint_of(quote.token_out)
+        decimals_in, decimals_out = decimals_of(mint_in), decimals_of(mint_out)
+        terms = LegTerms(
+            venue=self.name,
+            mint_in=mint_in,
+            mint_out=mint_out,
+            decimals_in=decimals_in,
+            decimals_out=decimals_out,
+            amount_in=to_base_units(quote.amount_in, decimals_in),
+            amount_out=to_base_units(fill.amount_out, decimals_out),
+            vault_in=str(token_account(authority, mint_in)),
+            vault_out=str(token_account(authority, mint_out)),
+            authority=authority,
+        )
+        self._agreed.setdefault(order_id, []).append(terms)
+        del self._agreed[order_id][:-4]
+        return terms
+
+    async def cosign(self, order_id: str, message: bytes) -> bytes:
+        """Sign ``message`` if every transfer out of this venue's vaults pays at most what it agreed for
+        the order (within 50 bps) against at least what it agreed to receive."""
+        authority = self._authority()
+        parsed = Message.from_bytes(message)
+        moves = transfers(parsed)
+        if memo_of(parsed) != order_id:
+            raise VenueRefused(self.name, "the transaction's memo does not name the order")
+        agreed = self._agreed.get(order_id, [])
+        mine = str(authority.pubkey())
+        for move in (m for m in moves if m.owner == mine):
+            honoured = any(
+                t.mint_out == move.mint
+                and move.amount <= t.amount_out * (1 + COSIGN_WINDOW_BPS / 10_000)
+                and any(m.destination == t.vault_in and m.amount >= t.amount_in for m in moves)
+                for t in agreed
+            )
+            if not honoured:
+                raise VenueRefused(self.name, f"refusing to co-sign: {move.amount} out of the vault is not what was agreed for {order_id}")
+        return bytes(authority.sign_message(message))
 
     async def find_swap(self, order_id: str) -> SwapResult | None:
         """The swap made for ``order_id``; waits for one still in flight rather than answer too early."""

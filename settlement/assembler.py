@@ -1,0 +1,91 @@
+"""Assembles an order's one swap transaction: each leg priced at its venue, the trader's signature,
+then each venue's. Implements :class:`engine.settlement.TxAssembler`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+
+from engine.chain import Chain
+from engine.models import VenueName
+from engine.settlement import Faucet, LegRequest, LegTerms, NotAllowedToSign, PendingTx, SettlingVenue, SignedSwap
+from engine.tokens import BY_MINT, decimals_of
+from settlement.keys import Keyring
+from settlement.swap_tx import assemble, swap_message
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """What the embedded chain's faucet gives a new wallet: this many USD of each listed token."""
+
+    wallet_usd: float = 1_000_000.0
+    vault_units: int = 2**62
+    """A venue vault's inventory, in base units (more than any order can take)."""
+
+
+@dataclass
+class ChainAssembler:
+    keyring: Keyring
+    venues: Mapping[VenueName, SettlingVenue]
+    chain: Chain
+    faucet: Faucet | None = None
+    funding: Funding = field(default_factory=Funding)
+    _funded: set[tuple[str, str]] = field(default_factory=set)
+    _venue_of: dict[str, VenueName] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._venue_of = {str(self.keyring.venue_authority(name).pubkey()): name for name in self.venues}
+
+    def venue_of(self) -> Mapping[str, VenueName]:
+        return self._venue_of
+
+    def decimals_of(self, mint: str) -> int:
+        return decimals_of(mint)
+
+    async def fund(self, owner: str, mints: Sequence[str], vault: bool) -> None:
+        """Make sure ``owner`` has a token account for each mint (the embedded chain only)."""
+        if self.faucet is None:
+            return
+        missing = [m for m in mints if (owner, m) not in self._funded]
+        if not missing:
+            return
+        specs = []
+        for mint in missing:
+            listed = BY_MINT.get(mint)
+            if vault:
+                amount = self.funding.vault_units
+            elif listed is not None:
+                amount = int(self.funding.wallet_usd / listed.reference_usd * 10**listed.decimals)
+            else:
+                amount = 0
+            specs.append((owner, mint, decimals_of(mint), amount, not vault))
+        await self.faucet.ensure_accounts(specs)
+        self._funded.update((owner, m) for m in missing)
+
+    async def assemble(
+        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+    ) -> SignedSwap:
+        trader = self.keyring.wallet(account)
+        terms: list[LegTerms] = list(
+            await asyncio.gather(*(self.venues[leg.quote.venue].commit_leg(order_id, leg.quote, leg.min_amount_out) for leg in legs))
+        )
+        owner = str(trader.pubkey())
+        await self.fund(owner, sorted({t.mint_in for t in terms} | {t.mint_out for t in terms}), vault=False)
+        for t in terms:
+            await self.fund(t.authority, sorted({t.mint_in, t.mint_out}), vault=True)
+        blockhash = await self.chain.latest_blockhash()
+        message = swap_message(order_id, trader.pubkey(), terms, blockhash.blockhash)
+        if not await may_sign():
+            raise NotAllowedToSign(order_id)
+        raw_message = bytes(message)
+        signatures: dict[Pubkey, Signature] = {trader.pubkey(): trader.sign_message(raw_message)}
+        cosigned = await asyncio.gather(*(self.venues[t.venue].cosign(order_id, raw_message) for t in terms))
+        for t, signature in zip(terms, cosigned, strict=True):
+            signatures[Pubkey.from_string(t.authority)] = Signature.from_bytes(signature)
+        tx = assemble(message, signatures)
+        pending = PendingTx(order_id, str(tx.signatures[0]), bytes(tx), blockhash.last_valid_height)
+        return SignedSwap(pending, tuple(terms))

@@ -1,0 +1,108 @@
+"""The chain over Solana JSON-RPC (a cluster or a local test validator, ``OEE_CHAIN_RPC_URL``).
+
+Implements :class:`engine.chain.Chain` with the methods ``getLatestBlockhash``, ``sendTransaction``,
+``getBlockHeight``, ``getSignatureStatuses``, ``getTransaction`` and ``getTokenAccountBalance``, at
+``confirmed`` commitment. A refused send is told apart by the error the node names in ``data.err``.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from solders.transaction import Transaction
+
+from engine.chain import ChainTx, RecentBlockhash, SendOutcome, SendResult, StatusReport, TokenChange, TxState
+from settlement.keys import token_account
+from settlement.swap_tx import memo_of
+
+_COMMITMENT = {"commitment": "confirmed"}
+
+
+class RpcError(RuntimeError):
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        super().__init__(f"{method}: {error.get('message')}")
+        self.method = method
+        self.error = error
+
+
+class RpcChain:
+    def __init__(self, url: str, timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+        self.url = url
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._ids = itertools.count(1)
+
+    async def _call(self, method: str, *params: Any) -> Any:
+        response = await self._client.post(
+            self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        )
+        response.raise_for_status()
+        body = response.json()
+        if "error" in body:
+            raise RpcError(method, body["error"])
+        return body["result"]
+
+    async def latest_blockhash(self) -> RecentBlockhash:
+        value = (await self._call("getLatestBlockhash", _COMMITMENT))["value"]
+        return RecentBlockhash(value["blockhash"], int(value["lastValidBlockHeight"]))
+
+    async def send(self, raw: bytes) -> SendResult:
+        try:
+            await self._call("sendTransaction", base64.b64encode(raw).decode(), {"encoding": "base64", "preflightCommitment": "confirmed"})
+        except RpcError as exc:
+            data = exc.error.get("data") or {}
+            err = str(data.get("err") if isinstance(data, dict) else data) + " " + str(exc.error.get("message"))
+            if "AlreadyProcessed" in err or "already been processed" in err:
+                return SendResult(SendOutcome.DUPLICATE)
+            if "BlockhashNotFound" in err or "Blockhash not found" in err:
+                return SendResult(SendOutcome.BLOCKHASH_NOT_FOUND, err)
+            return SendResult(SendOutcome.REJECTED, err)
+        return SendResult(SendOutcome.ACCEPTED)
+
+    async def statuses(self, signatures: Sequence[str]) -> StatusReport:
+        height = int(await self._call("getBlockHeight", _COMMITMENT))
+        value = (await self._call("getSignatureStatuses", list(signatures), {"searchTransactionHistory": True}))["value"]
+        states = []
+        for status in value:
+            if status is None or status.get("confirmationStatus") not in ("confirmed", "finalized"):
+                states.append(TxState.UNKNOWN)
+            else:
+                states.append(TxState.FAILED if status.get("err") else TxState.LANDED)
+        return StatusReport(height, tuple(states))
+
+    async def transaction(self, signature: str) -> ChainTx | None:
+        result = await self._call(
+            "getTransaction", signature, {"encoding": "base64", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}
+        )
+        if result is None:
+            return None
+        tx = Transaction.from_bytes(base64.b64decode(result["transaction"][0]))
+        keys = [str(k) for k in tx.message.account_keys]
+        meta = result.get("meta") or {}
+        pre = {b["accountIndex"]: b for b in meta.get("preTokenBalances") or []}
+        post = {b["accountIndex"]: b for b in meta.get("postTokenBalances") or []}
+        changes = []
+        for index in sorted(set(pre) | set(post)):
+            entry = post.get(index) or pre[index]
+            before = int(pre[index]["uiTokenAmount"]["amount"]) if index in pre else 0
+            after = int(post[index]["uiTokenAmount"]["amount"]) if index in post else 0
+            changes.append(TokenChange(keys[index], entry.get("owner", ""), entry["mint"], before, after))
+        signers = tuple(keys[: tx.message.header.num_required_signatures])
+        error = meta.get("err")
+        return ChainTx(signature, int(result["slot"]), signers, tuple(changes), memo_of(tx.message), str(error) if error else None)
+
+    async def token_balances(self, owner: str, mints: Sequence[str]) -> dict[str, int]:
+        balances = {}
+        for mint in mints:
+            try:
+                value = (await self._call("getTokenAccountBalance", str(token_account(owner, mint)), _COMMITMENT))["value"]
+                balances[mint] = int(value["amount"])
+            except RpcError:  # no such account: holds nothing
+                balances[mint] = 0
+        return balances
+
+    async def close(self) -> None:
+        await self._client.aclose()
