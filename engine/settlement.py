@@ -180,10 +180,8 @@ class NotAllowedToSign(EngineError):
         return f"run of {self.order_id} may no longer sign"
 
 
-class Checkpoint(Protocol):
-    """Told of each protocol step as it is passed (fault injection in tests; nothing in production)."""
-
-    async def __call__(self, step: str, order_id: str) -> None: ...
+Checkpoint = Callable[[str, str], Awaitable[None]]
+"""Told of each protocol step ``(step, order_id)`` as it is passed (fault injection in tests; nothing in production)."""
 
 
 async def no_checkpoint(step: str, order_id: str) -> None:

@@ -1,0 +1,115 @@
+"""Settlement tier: the protocol against a real embedded chain (LiteSVM), real PostgreSQL and Redis,
+with real simulated venues that co-sign; no Ray (the chain is called in-process, as its actor would)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from engine.adapters.postgres import PostgresJournal, create_pool
+from engine.adapters.redis_store import RedisOrders
+from engine.adapters.settlement_store import PostgresSettlementStore
+from engine.chain import Chain
+from engine.clock import SystemClock
+from engine.execution import OrderWorkflow
+from engine.intake import Accepted, OrderIntake
+from engine.models import OrderEvent, OrderRequest, OrderType
+from engine.retry import RetryPolicy
+from engine.settlement import Checkpoint, Settlement, no_checkpoint
+from settlement.assembler import ChainAssembler
+from settlement.embedded import EmbeddedChain
+from settlement.keys import Keyring
+from tests.conftest import TestStores, reset_stores
+from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, SimulatedVenue, VenueTiming
+
+KEYS = Keyring("settlement-tests")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[OrderEvent] = []
+
+    async def publish(self, event: OrderEvent) -> None:
+        self.events.append(event)
+
+
+class WallClock:
+    """Wall time the tests can move forward (the chain's blocks follow it)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@dataclass
+class Rig:
+    """One engine's worth of settlement wiring over shared stores and one chain."""
+
+    chain: EmbeddedChain
+    pool: asyncpg.Pool
+    journal: PostgresJournal
+    orders: RedisOrders
+    clock_offset: WallClock
+    venues: dict[str, SimulatedVenue] = field(default_factory=dict)
+    sink: Sink = field(default_factory=Sink)
+
+    def workflow(self, checkpoint: Checkpoint = no_checkpoint, chain: Chain | None = None) -> OrderWorkflow:
+        used = chain or self.chain
+        assembler = ChainAssembler(KEYS, self.venues, used, self.chain)
+        settlement = Settlement(used, PostgresSettlementStore(self.pool), assembler, SystemClock(), poll_s=0.01, checkpoint=checkpoint)
+        return OrderWorkflow(
+            venues=self.venues,
+            sink=self.sink,
+            journal=self.journal,
+            active=self.orders,
+            clock=SystemClock(),
+            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
+            settlement=settlement,
+        )
+
+    async def submit(self, count: int, amount: float = 1.0) -> list[str]:
+        intake = OrderIntake(self.journal, self.orders)
+        ids = []
+        for i in range(count):
+            pair = ("SOL", "USDC") if i % 2 == 0 else ("USDC", "SOL")
+            size = amount if i % 2 == 0 else amount * 150
+            outcome = await intake.submit(
+                OrderRequest(token_in=pair[0], token_out=pair[1], amount=size, order_type=OrderType.MARKET), time.time() * 1000
+            )
+            assert isinstance(outcome, Accepted)
+            ids.append(outcome.order_id)
+        return ids
+
+
+def simulated_venues(seed: int = 1) -> dict[str, SimulatedVenue]:
+    timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
+    return {
+        name: SimulatedVenue(name, SystemClock(), random.Random(seed), InMemoryLedger(), timing=timing, keyring=KEYS)
+        for name in (RAYDIUM, METEORA)
+    }
+
+
+@pytest.fixture
+async def rig(stores: TestStores) -> AsyncIterator[Rig]:
+    await reset_stores(stores)
+    pool = await create_pool(stores.database_url, min_size=1, max_size=8)
+    client = aioredis.Redis.from_url(stores.redis_url)
+    wall = WallClock()
+    chain = EmbeddedChain(blockhash_ttl_s=60.0, slot_s=0.4, now=wall)
+    yield Rig(chain, pool, PostgresJournal(pool), RedisOrders(client, stores.redis_prefix), wall, simulated_venues())
+    await client.aclose()
+    await pool.close()
+
+
+@pytest.fixture
+def make_rig() -> Callable[..., Any]:
+    return simulated_venues
