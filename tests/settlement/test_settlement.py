@@ -31,7 +31,7 @@ async def test_an_order_lands_one_signed_transaction(rig: Rig) -> None:
     sol, usdc = "So11111111111111111111111111111111111111112", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
     assert trader_changes[sol] == -2_000_000_000
     assert order.execution_amount == pytest.approx(trader_changes[usdc] / 1e6)
-    assert order.execution_price == pytest.approx(order.execution_amount / 2.0)
+    assert order.execution_price == pytest.approx(trader_changes[usdc] / 1e6 / 2.0)
     assert str(token_account(wallet, usdc)) in {c.account for c in tx.token_changes}
 
 
