@@ -41,6 +41,7 @@ class EmbeddedChain:
         self._valid: dict[str, int] = {}
         self._current: tuple[str, int] | None = None
         self._executed: dict[str, ChainTx] = {}
+        self._raw: dict[str, bytes] = {}
         self._rent_token = self._svm.minimum_balance_for_rent_exemption(_TOKEN_ACCOUNT_LEN)
         self._rent_mint = self._svm.minimum_balance_for_rent_exemption(_MINT_LEN)
 
@@ -87,6 +88,7 @@ class EmbeddedChain:
         )
         signers = tuple(str(k) for k in keys[: tx.message.header.num_required_signatures])
         self._executed[signature] = ChainTx(signature, self.height(), signers, changes, memo_of(tx.message), error)
+        self._raw[signature] = raw
         return SendResult(SendOutcome.ACCEPTED)
 
     def _token_states(self, keys: Sequence[Pubkey]) -> dict[Pubkey, tuple[str, str, int]]:
@@ -115,6 +117,15 @@ class EmbeddedChain:
             account = self._svm.get_account(token_account(owner, mint))
             balances[mint] = TokenAccount.from_bytes(bytes(account.data)).amount if account is not None else 0
         return balances
+
+    def token_account_state(self, address: str) -> list[tuple[str, str, int]]:
+        """``[(owner, mint, amount)]`` of a token account, or ``[]`` if there is none."""
+        state = self._token_states([Pubkey.from_string(address)])
+        return list(state.values())
+
+    def raw_transaction(self, signature: str) -> bytes | None:
+        """The executed transaction's bytes, as sent."""
+        return self._raw.get(signature)
 
     def transactions(self) -> list[ChainTx]:
         """Every transaction executed, oldest first (what a scan of the chain reads)."""

@@ -1,0 +1,123 @@
+"""A small Solana JSON-RPC server over the embedded chain: only the methods :mod:`settlement.rpc` calls,
+answered in the cluster's formats. The RPC adapter is contract-tested against it, and a test can run it
+as its own process (``python -m tests.chain_rpc_server --port N``) so the chain outlives an engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+from typing import Any
+
+from aiohttp import web
+from solders.transaction import Transaction
+
+from engine.chain import SendOutcome, TxState
+from settlement.embedded import EmbeddedChain
+from settlement.keys import token_account
+
+
+class ChainRpc:
+    def __init__(self, chain: EmbeddedChain) -> None:
+        self.chain = chain
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        method, params = body.get("method"), body.get("params") or []
+        try:
+            result = await getattr(self, f"rpc_{method}")(*params)
+        except _RpcFault as fault:
+            return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "error": fault.error})
+        except AttributeError:
+            error = {"code": -32601, "message": "Method not found"}
+            return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "error": error})
+        return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "result": result})
+
+    def _context(self) -> dict[str, Any]:
+        return {"slot": self.chain.height(), "apiVersion": "2.1.0"}
+
+    async def rpc_getLatestBlockhash(self, *_: Any) -> dict[str, Any]:
+        recent = await self.chain.latest_blockhash()
+        return {"context": self._context(), "value": {"blockhash": recent.blockhash, "lastValidBlockHeight": recent.last_valid_height}}
+
+    async def rpc_getBlockHeight(self, *_: Any) -> int:
+        return self.chain.height()
+
+    async def rpc_sendTransaction(self, encoded: str, config: dict[str, Any] | None = None) -> str:
+        raw = base64.b64decode(encoded)
+        result = await self.chain.send(raw)
+        if result.outcome is SendOutcome.BLOCKHASH_NOT_FOUND:
+            raise _RpcFault(-32002, "Transaction simulation failed: Blockhash not found", {"err": "BlockhashNotFound", "logs": []})
+        if result.outcome is SendOutcome.DUPLICATE:
+            raise _RpcFault(
+                -32002, "Transaction simulation failed: This transaction has already been processed", {"err": "AlreadyProcessed"}
+            )
+        if result.outcome is SendOutcome.REJECTED:
+            raise _RpcFault(-32003, f"Transaction rejected: {result.error}", {"err": result.error})
+        return str(Transaction.from_bytes(raw).signatures[0])
+
+    async def rpc_getSignatureStatuses(self, signatures: list[str], config: dict[str, Any] | None = None) -> dict[str, Any]:
+        report = await self.chain.statuses(signatures)
+        value: list[dict[str, Any] | None] = []
+        for signature, state in zip(signatures, report.states, strict=True):
+            tx = await self.chain.transaction(signature)
+            if state is TxState.UNKNOWN or tx is None:
+                value.append(None)
+            else:
+                err = {"InstructionError": tx.error} if tx.error else None
+                value.append({"slot": tx.slot, "confirmations": None, "err": err, "confirmationStatus": "confirmed"})
+        return {"context": self._context(), "value": value}
+
+    async def rpc_getTransaction(self, signature: str, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        tx = await self.chain.transaction(signature)
+        raw = self.chain.raw_transaction(signature)
+        if tx is None or raw is None:
+            return None
+        keys = [str(k) for k in Transaction.from_bytes(raw).message.account_keys]
+
+        def balances(post: bool) -> list[dict[str, Any]]:
+            return [
+                {
+                    "accountIndex": keys.index(c.account),
+                    "mint": c.mint,
+                    "owner": c.owner,
+                    "uiTokenAmount": {"amount": str(c.post if post else c.pre)},
+                }
+                for c in tx.token_changes
+            ]
+
+        meta = {"err": tx.error, "fee": 5000, "preTokenBalances": balances(False), "postTokenBalances": balances(True)}
+        return {"slot": tx.slot, "transaction": [base64.b64encode(raw).decode(), "base64"], "meta": meta}
+
+    async def rpc_getTokenAccountBalance(self, account: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        for owner, mint, amount in self.chain.token_account_state(account):
+            assert str(token_account(owner, mint)) == account
+            return {"context": self._context(), "value": {"amount": str(amount)}}
+        raise _RpcFault(-32602, "Invalid param: could not find account")
+
+
+class _RpcFault(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.error = {"code": code, "message": message, **({"data": data} if data is not None else {})}
+
+
+def make_app(chain: EmbeddedChain) -> web.Application:
+    app = web.Application()
+    app.router.add_post("/", ChainRpc(chain).handle)
+    return app
+
+
+async def serve(port: int, ttl_s: float) -> None:
+    runner = web.AppRunner(make_app(EmbeddedChain(blockhash_ttl_s=ttl_s)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ttl", type=float, default=60.0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.ttl))
