@@ -1,15 +1,26 @@
 """ChainNode: the one actor that owns the embedded chain (:class:`settlement.embedded.EmbeddedChain`),
-as a validator owns its ledger; :class:`ChainClient` is its handle seen as the chain port."""
+as a validator owns its ledger; :class:`ChainClient` is its handle seen as the chain port, and
+:func:`settlement_for` wires an executor's settlement to it (or to JSON-RPC when configured)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.chain import ChainTx, RecentBlockhash, SendResult, StatusReport
+import asyncpg
+
+from engine.adapters.settlement_store import PostgresSettlementStore
+from engine.chain import Chain, ChainTx, RecentBlockhash, SendResult, StatusReport
+from engine.clock import SystemClock
 from engine.logs import setup_logging
+from engine.models import VenueName
 from engine.settings import Settings
+from engine.settlement import Faucet, Settlement, SettlingVenue
+from settlement.assembler import ChainAssembler, Funding
 from settlement.embedded import EmbeddedChain
+from settlement.faults import checkpoint_for
+from settlement.keys import Keyring
+from settlement.rpc import RpcChain
 
 
 class ChainNode:
@@ -71,3 +82,28 @@ class ChainClient:
 
     async def ensure_accounts(self, specs: Sequence[tuple[str, str, int, int, bool]]) -> None:
         await self.handle.ensure_accounts.remote(list(specs))
+
+
+def chain_of(settings: Settings, node: Any) -> tuple[Chain, Faucet | None]:
+    """The chain port, and the faucet when the chain is the embedded one."""
+    if settings.chain_rpc_url:
+        return RpcChain(settings.chain_rpc_url), None
+    if node is None:
+        raise ValueError("no chain: start a ChainNode or set OEE_CHAIN_RPC_URL")
+    client = ChainClient(node)
+    return client, client
+
+
+def settlement_for(settings: Settings, pool: asyncpg.Pool, venues: Mapping[VenueName, SettlingVenue], node: Any) -> Settlement:
+    """An executor's settlement: the chain, the store in its PostgreSQL, the assembler over its venues."""
+    chain, faucet = chain_of(settings, node)
+    assembler = ChainAssembler(Keyring(settings.chain_key_seed), venues, chain, faucet, Funding(wallet_usd=settings.wallet_funding_usd))
+    return Settlement(
+        chain=chain,
+        store=PostgresSettlementStore(pool),
+        assembler=assembler,
+        clock=SystemClock(),
+        poll_s=settings.chain_poll_ms / 1000,
+        resend_s=settings.chain_resend_ms / 1000,
+        checkpoint=checkpoint_for(settings),
+    )

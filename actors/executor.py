@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.base import EngineActor, warm_up
+from actors.chain_node import settlement_for
 from actors.handles import HubSink, VenueClient, WatcherClient
 from engine.adapters.trading_store import DispatchGate, TradingStateStore
 from engine.batching import Coalescer, Pacer
@@ -19,7 +20,6 @@ from engine.logs import bind
 from engine.models import VenueName
 from engine.settings import Settings
 from engine.stages import OrderMetrics
-from settlement.setup import settlement_for
 
 log = logging.getLogger("actors.executor")
 
@@ -64,9 +64,7 @@ class OrderExecutor(EngineActor):
                         rng=random.Random(),
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                         observer=OrderMetrics(),
-                        settlement=settlement_for(self._settings, stores.pool, venues, self._chain)
-                        if self._chain is not None or self._settings.chain_rpc_url
-                        else None,
+                        settlement=settlement_for(self._settings, stores.pool, venues, self._chain),
                     )
         return self._workflow
 
@@ -84,13 +82,15 @@ class OrderExecutor(EngineActor):
         return True
 
     async def _warm_up(self) -> None:
-        """One empty call on every path an order takes from here (hub, each venue's reads and streamed
-        swaps, the watcher), so the first orders after start-up do not set up those connections."""
+        """One empty call on every path an order takes from here (hub, each venue's reads, the watcher,
+        the chain), so the first orders after start-up do not set up those connections."""
         calls: list[Any] = [self._hub.stats.remote()]
         calls += [handle.read_many.remote([]) for handle in self._venue_handles.values()]
         if self._watcher is not None:
             calls.append(self._watcher.stats.remote())
-        await warm_up(calls, [handle.swap_many.remote([]) for handle in self._venue_handles.values()])
+        if self._chain is not None:
+            calls.append(self._chain.stats.remote())
+        await warm_up(calls, [])
 
     async def run_many(self, batch: list[tuple[str, float]]) -> AsyncIterator[list[tuple[str, str | None, str | None]]]:
         """Run a batch of orders, each after its rate-limit wait (``(order_id, wait_s)``); yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -14,20 +14,20 @@ from engine import wire
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.instruments import VENUE_UNREACHABLE
-from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
+from engine.models import DexQuote, Order, OrderEvent, VenueName
 from engine.ports import PoolView
 from engine.settlement import LegTerms
 
 UNAVAILABLE_WAIT_S = 15.0
-"""How long a read (quote, snapshot, find_swap) waits for a quoter that is restarting, e.g. on
+"""How long a read (quote, snapshot, pairs) waits for a quoter that is restarting, e.g. on
 another node after its node was lost, before it counts as a failed attempt."""
 
 
 class VenueClient:
     """A quoter actor seen as a :class:`engine.ports.Venue`. Lost actors become transient venue errors.
 
-    Reads are idempotent, so they are retried while the actor restarts; a swap is not (the
-    workflow asks ``find_swap`` before any new swap instead).
+    Reads are idempotent, so they are retried while the actor restarts; settling a leg is not (a lost
+    answer leaves the run without a signed transaction: it routes again).
     """
 
     def __init__(self, name: VenueName, handle: Any, window_s: float = 0.0) -> None:
@@ -38,13 +38,9 @@ class VenueClient:
         self._reads: Coalescer[tuple[str, tuple[Any, ...]], Any] = Coalescer(
             self._read_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
         )
-        # Swaps sent together share one call too, whose answers stream back as each swap lands.
-        self._swaps: Coalescer[tuple[str, DexQuote, float], SwapResult] = Coalescer(
-            stream=self._swap_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
-        )
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"reads": self._reads, "swaps": self._swaps}
+        return {"reads": self._reads}
 
     async def _read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         results: list[Any] = await self._call(self.handle.read_many.remote(requests))
@@ -86,19 +82,6 @@ class VenueClient:
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
         result: PoolView | None = await self._read("snapshot", token_in, token_out)
-        return result
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        return await self._swaps.submit((order_id, quote, min_amount_out))
-
-    async def _swap_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[Sequence[tuple[int, Any]]]:
-        """Not retried: a swap is not idempotent here (the workflow asks ``find_swap`` before any new one)."""
-        with self._venue_errors():
-            async for ref in self.handle.swap_many.remote(requests):
-                yield await ref
-
-    async def find_swap(self, order_id: str) -> SwapResult | None:
-        result: SwapResult | None = await self._read("find_swap", order_id)
         return result
 
     async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:

@@ -3,19 +3,18 @@
 The actor builds its venue with the registry's factory (:mod:`venues.registry`) on first use and
 only translates calls; it never names a venue kind. It keeps the venue's circuit breaker
 (:class:`engine.circuit_breaker.CircuitBreaker`): while it is open, quotes and snapshots are answered
-at once with a transient venue error, so routing uses the other venues. Swaps and ``find_swap`` are
-never refused (an order already routed here must land or be found), but their faults count.
+at once with a transient venue error, so routing uses the other venues. Settling a leg (agreeing its
+terms, co-signing) is never refused (an order already routed here must land), but its faults count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from engine.adapters.stores import urls
-from engine.batching import Pacer
 from engine.circuit_breaker import CircuitBreaker
 from engine.clock import SystemClock
 from engine.errors import EngineError, InsufficientLiquidity, TransientVenueError, VenueError
@@ -23,14 +22,14 @@ from engine.gc_tuning import tune_garbage_collection
 from engine.instruments import REGISTRY, measured
 from engine.logs import setup_logging
 from engine.metrics import Snapshot
-from engine.models import DexQuote, SwapResult
+from engine.models import DexQuote
 from engine.ports import PoolView, Venue
 from engine.settings import Settings
 from engine.settlement import LegTerms
 from venues.registry import VenueContext, VenueSpec
 from venues.simulated import SimulatedVenue
 
-_READS = frozenset({"quote", "snapshot", "find_swap", "pairs"})
+_READS = frozenset({"quote", "snapshot", "pairs"})
 T = TypeVar("T")
 _GATED = frozenset({"quote", "snapshot"})
 """Calls an open breaker refuses: the ones routing makes before it chooses a venue."""
@@ -123,7 +122,7 @@ class VenueQuoter:
         return measured(self._spec.name, operation, call)
 
     async def read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Several reads (``quote``, ``snapshot``, ``find_swap``, ``pairs``) in one call, run at once. A
+        """Several reads (``quote``, ``snapshot``, ``pairs``) in one call, run at once. A
         read that fails answers its error in its slot (a venue error as itself, anything else as transient).
 
         Snapshots of one pair asked in the same call are one read: every order routed now sees the
@@ -158,32 +157,6 @@ class VenueQuoter:
         if isinstance(result, BaseException) and not isinstance(result, VenueError):
             return TransientVenueError(self._spec.name, f"{type(result).__name__}: {result}")
         return result
-
-    async def swap_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[list[tuple[int, Any]]]:
-        """Several swaps (``order_id``, quote, minimum output) in one call, run at once; yields
-        ``(index, result or error)`` as they land, so a quick swap is not held up by a slow one."""
-        venue = await self._ready()
-        running = {asyncio.ensure_future(self._measured("swap", venue.swap(*request))): index for index, request in enumerate(requests)}
-        pacer = Pacer(self._settings.batch_window_ms / 1000)
-        while running:
-            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            await pacer.turn()  # swaps landing within a window share one answer
-            done = [task for task in running if task.done()]
-            answers = []
-            for task in done:
-                index = running.pop(task)
-                outcome = task.exception() or task.result()
-                self._record(outcome)
-                answers.append((index, self._answer(outcome)))
-            pacer.carried(len(answers))
-            yield answers
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        result: SwapResult = await self._counted(self._measured("swap", (await self._ready()).swap(order_id, quote, min_amount_out)))
-        return result
-
-    async def find_swap(self, order_id: str) -> SwapResult | None:
-        return await self._measured("find_swap", (await self._ready()).find_swap(order_id))
 
     async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
         """Agree a leg's terms for the order's transaction (settlement); never refused by the breaker."""

@@ -26,7 +26,7 @@ from engine.order_types import policy_of
 from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, RunObserver, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
-from engine.settlement import LegRequest, Settlement
+from engine.settlement import LegRequest, Settler
 from engine.split import Output
 
 log = logging.getLogger("engine.execution")
@@ -161,8 +161,8 @@ class OrderWorkflow:
     watcher: Watcher | None = None
     split_routing: bool = True
     observer: RunObserver | None = None
-    settlement: Settlement | None = None
-    """Settle on a chain by the protocol of :mod:`engine.settlement`; None: the venues' own swaps."""
+    settlement: Settler | None = None
+    """Lands swaps (:class:`engine.settlement.Settlement`: the chain's protocol); needed to execute."""
 
     async def run(self, order_id: str) -> Order | None:
         """Move the order as far as it can go now. Safe to call again for the same order (resume).
@@ -317,16 +317,15 @@ class OrderWorkflow:
             )
             for leg in decision.legs
         ]
-        if self.settlement is not None:
-            swaps = await self.settlement.settle(order_id, run.order.account, requests, run.may_sign)
-            await self.settlement.checkpoint("before_confirm", order_id)
-            return swaps
-        calls = [self.venues[r.quote.venue].swap(order_id, r.quote, r.min_amount_out) for r in requests]
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]  # landed legs are in the venues' ledgers; the retry adopts them
-        return [r for r in results if isinstance(r, SwapResult)]
+        settlement = self._settlement()
+        swaps = await settlement.settle(order_id, run.order.account, requests, run.may_sign)
+        await settlement.checkpoint("before_confirm", order_id)
+        return swaps
+
+    def _settlement(self) -> Settler:
+        if self.settlement is None:
+            raise RuntimeError("executing an order needs a settlement")
+        return self.settlement
 
     async def _confirm(self, run: OrderRun, swaps: list[SwapResult]) -> Order:
         swaps = sorted(swaps, key=lambda s: -s.amount_in)
@@ -355,8 +354,9 @@ class OrderWorkflow:
             await run.emit(S.SUBMITTED, routing_decision=run.order.routing_decision)
         decision = run.order.routing_decision
         swaps = list(found.values())
-        if self.settlement is not None:  # one transaction holds every leg: what landed is the whole swap
-            await self.settlement.checkpoint("before_confirm", run.order.order_id)
+        settlement = self._settlement()
+        if settlement.one_transaction:  # every leg was in it: what landed is the whole swap
+            await settlement.checkpoint("before_confirm", run.order.order_id)
             return await self._confirm(run, swaps)
         missing = [leg for leg in (decision.legs if decision else []) if leg.venue not in found]
         if decision is not None and missing:
@@ -399,10 +399,6 @@ class OrderWorkflow:
         )
 
     async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:
-        """Before (re)submitting, ask whether this order already swapped: the chain about its persisted
-        transaction, or (without a chain) every venue."""
-        if self.settlement is not None:
-            return await self.settlement.landed(order_id)
-        names = list(self.venues)
-        found = await asyncio.gather(*(self.venues[name].find_swap(order_id) for name in names))
-        return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}
+        """Before (re)submitting, ask whether this order already swapped (the chain, about the
+        transaction persisted with the order)."""
+        return await self._settlement().landed(order_id)

@@ -3,7 +3,8 @@
 Real adapters: :mod:`engine.adapters.postgres` (journal), :mod:`engine.adapters.redis_store` (active
 orders, queue), the StatusHub and PriceWatcher actors (event sink, watcher), and the venues of
 :mod:`venues` (the :class:`Venue` port: a DEX as the engine needs it; the engine never names one in
-its logic and holds whatever the registry built), :mod:`engine.stages` (run observer). Unit tests use
+its logic and holds whatever the registry built; a venue settles through :mod:`engine.settlement`),
+:mod:`engine.stages` (run observer). Unit tests use
 in-memory fakes.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from engine.models import DexQuote, Order, OrderEvent, SwapResult, VenueName
+from engine.models import DexQuote, Order, OrderEvent, VenueName
 
 
 class OrderJournal(Protocol):
@@ -82,15 +83,6 @@ class Venue(Protocol):
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
         """The pool's state for the pair, or None if the venue lists no pool for it."""
-        ...
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        """Swap ``quote.amount_in``; raise :class:`engine.errors.SlippageExceeded` (swapping nothing)
-        if it would give less than ``min_amount_out``."""
-        ...
-
-    async def find_swap(self, order_id: str) -> SwapResult | None:
-        """The swap this venue made for ``order_id``, if any (waiting for one still in flight)."""
         ...
 
     async def close(self) -> None:

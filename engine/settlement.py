@@ -192,9 +192,27 @@ STEPS = ("signed", "persisted", "sent", "landed", "before_confirm")
 """The protocol steps a fault can be injected after."""
 
 
+class Settler(Protocol):
+    """How the workflow lands an order's swap and learns whether one landed (:class:`Settlement`)."""
+
+    @property
+    def one_transaction(self) -> bool:
+        """Every leg lands in one transaction (all or none): what landed is the whole swap."""
+        ...
+
+    @property
+    def checkpoint(self) -> Checkpoint: ...
+
+    async def landed(self, order_id: str) -> dict[VenueName, SwapResult]: ...
+
+    async def settle(
+        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+    ) -> list[SwapResult]: ...
+
+
 @dataclass
 class Settlement:
-    """Runs the protocol for one order at a time (many at once per process)."""
+    """Runs the protocol for one order at a time (many at once per process). Implements :class:`Settler`."""
 
     chain: Chain
     store: SettlementStore
@@ -203,6 +221,7 @@ class Settlement:
     poll_s: float = 0.05
     resend_s: float = 2.0
     checkpoint: Checkpoint = field(default=no_checkpoint)
+    one_transaction: bool = True
 
     async def landed(self, order_id: str) -> dict[VenueName, SwapResult]:
         """The swaps of the order's persisted transaction if it lands (following it until it lands

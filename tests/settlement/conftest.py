@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import pytest
@@ -27,7 +26,7 @@ from settlement.assembler import ChainAssembler
 from settlement.embedded import EmbeddedChain
 from settlement.keys import Keyring
 from tests.conftest import TestStores, reset_stores
-from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, SimulatedVenue, VenueTiming
+from venues.simulated import METEORA, RAYDIUM, SimulatedVenue, VenueTiming
 
 KEYS = Keyring("settlement-tests")
 
@@ -62,10 +61,16 @@ class Rig:
     venues: dict[str, SimulatedVenue] = field(default_factory=dict)
     sink: Sink = field(default_factory=Sink)
 
-    def workflow(self, checkpoint: Checkpoint = no_checkpoint, chain: Chain | None = None) -> OrderWorkflow:
+    def store(self) -> PostgresSettlementStore:
+        return PostgresSettlementStore(self.pool)
+
+    def settlement(self, checkpoint: Checkpoint = no_checkpoint, chain: Chain | None = None) -> Settlement:
         used = chain or self.chain
         assembler = ChainAssembler(KEYS, self.venues, used, self.chain)
-        settlement = Settlement(used, PostgresSettlementStore(self.pool), assembler, SystemClock(), poll_s=0.01, checkpoint=checkpoint)
+        return Settlement(used, self.store(), assembler, SystemClock(), poll_s=0.01, checkpoint=checkpoint)
+
+    def workflow(self, checkpoint: Checkpoint = no_checkpoint, chain: Chain | None = None) -> OrderWorkflow:
+        settlement = self.settlement(checkpoint, chain)
         return OrderWorkflow(
             venues=self.venues,
             sink=self.sink,
@@ -92,10 +97,7 @@ class Rig:
 
 def simulated_venues(seed: int = 1) -> dict[str, SimulatedVenue]:
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
-    return {
-        name: SimulatedVenue(name, SystemClock(), random.Random(seed), InMemoryLedger(), timing=timing, keyring=KEYS)
-        for name in (RAYDIUM, METEORA)
-    }
+    return {name: SimulatedVenue(name, SystemClock(), random.Random(seed), timing=timing, keyring=KEYS) for name in (RAYDIUM, METEORA)}
 
 
 @pytest.fixture
@@ -108,8 +110,3 @@ async def rig(stores: TestStores) -> AsyncIterator[Rig]:
     yield Rig(chain, pool, PostgresJournal(pool), RedisOrders(client, stores.redis_prefix), wall, simulated_venues())
     await client.aclose()
     await pool.close()
-
-
-@pytest.fixture
-def make_rig() -> Callable[..., Any]:
-    return simulated_venues

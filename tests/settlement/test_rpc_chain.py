@@ -61,9 +61,7 @@ async def test_rpc_tells_duplicates_and_expired_blockhashes_apart(rig: Rig, rpc:
 
     async def hold_back(step: str, oid: str) -> None:
         if step == "persisted" and not held:
-            settlement = rig.workflow().settlement
-            assert settlement is not None
-            pending = await settlement.store.load(oid)
+            pending = await rig.store().load(oid)
             assert pending is not None
             held.append(pending.raw)
             raise InjectedFault(step, oid)

@@ -55,7 +55,7 @@ async def test_a_held_back_transaction_never_lands_after_expiry(rig: Rig) -> Non
 
     async def hold_back(step: str, oid: str) -> None:
         if step == "persisted" and not held:
-            pending = await rig.workflow().settlement.store.load(oid)  # type: ignore[union-attr]
+            pending = await rig.store().load(oid)
             assert pending is not None
             held.append(pending.raw)
             raise InjectedFault(step, oid)  # the run dies before sending
@@ -82,7 +82,7 @@ async def test_a_persisted_transaction_is_resent_not_resigned(rig: Rig) -> None:
 
     async def die_after_persist(step: str, oid: str) -> None:
         if step == "persisted":
-            pending = await rig.workflow().settlement.store.load(oid)  # type: ignore[union-attr]
+            pending = await rig.store().load(oid)
             assert pending is not None
             stored.append(pending.signature)
             raise InjectedFault(step, oid)
@@ -95,9 +95,7 @@ async def test_a_persisted_transaction_is_resent_not_resigned(rig: Rig) -> None:
 
 async def test_a_run_that_may_not_sign_signs_nothing(rig: Rig) -> None:
     [order_id] = await rig.submit(1)
-    workflow = rig.workflow()
-    settlement = workflow.settlement
-    assert settlement is not None
+    settlement = rig.settlement()
 
     async def no() -> bool:
         return False

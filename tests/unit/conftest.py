@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,6 +17,7 @@ from engine.clock import ManualClock
 from engine.errors import DuplicateRequest, SlippageExceeded, StoreUnavailable, TransientVenueError, VenueError
 from engine.intake import NewOrder
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, OrderType, RoutingDecision, SwapResult, VenueName
+from engine.settlement import Checkpoint, LegRequest, NotAllowedToSign, no_checkpoint
 from venues.simulated import PoolSnapshot
 from venues.simulated.pools import ConstantProductPool, PoolExhausted
 
@@ -342,6 +343,34 @@ class FakeVenue:
         return self.ledger.get(order_id)
 
 
+@dataclass
+class FakeSettlement:
+    """The fake venues' scripted swaps as a :class:`engine.settlement.Settler`: each leg lands (or not)
+    on its own at its venue, whose ``ledger`` is the fake chain. The real protocol over a real chain is
+    tested in tests/settlement."""
+
+    venues: Mapping[VenueName, FakeVenue]
+    one_transaction: bool = False
+    checkpoint: Checkpoint = field(default=no_checkpoint)
+
+    async def landed(self, order_id: str) -> dict[VenueName, SwapResult]:
+        names = list(self.venues)
+        found = await asyncio.gather(*(self.venues[name].find_swap(order_id) for name in names))
+        return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}
+
+    async def settle(
+        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+    ) -> list[SwapResult]:
+        if not await may_sign():
+            raise NotAllowedToSign(order_id)
+        calls = [self.venues[leg.quote.venue].swap(order_id, leg.quote, leg.min_amount_out) for leg in legs]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]  # landed legs are in the venues' ledgers; the retry adopts them
+        return [r for r in results if isinstance(r, SwapResult)]
+
+
 # --------------------------------------------------------------------------- watcher
 
 
@@ -447,6 +476,7 @@ class _Fakes:
     Active = FakeActive
     Sink = FakeSink
     Venue = FakeVenue
+    Settlement = FakeSettlement
     Watcher = FakeWatcher
     InFlight = InFlight
     order = staticmethod(make_order)

@@ -11,6 +11,7 @@ from engine.errors import InvalidTransition, NoPoolError
 from engine.execution import OrderRun, OrderWorkflow
 from engine.models import Order, OrderEvent, OrderStatus, SwapResult, VenueName
 from engine.retry import RetryPolicy
+from tests.unit.conftest import FakeSettlement
 from venues.simulated import METEORA, RAYDIUM
 
 S = OrderStatus
@@ -28,6 +29,7 @@ def venues(fakes):
 def make_workflow(journal, active, sink, clock):
     def make(venues, **kwargs) -> OrderWorkflow:
         kwargs.setdefault("rng", random.Random(0))
+        kwargs.setdefault("settlement", FakeSettlement(venues))
         return OrderWorkflow(venues=venues, sink=sink, journal=journal, active=active, clock=clock, **kwargs)
 
     return make
@@ -101,7 +103,9 @@ async def test_events_are_published_before_they_are_persisted(fakes, journal, ac
         async def publish(self, event: OrderEvent) -> None:
             seen_at_publish.append((event.seq, len(journal.events_for(OID))))
 
-    await OrderWorkflow(venues=venues, sink=CheckingSink(), journal=journal, active=active, clock=clock).run(OID)
+    await OrderWorkflow(
+        venues=venues, sink=CheckingSink(), journal=journal, active=active, clock=clock, settlement=FakeSettlement(venues)
+    ).run(OID)
 
     assert seen_at_publish == [(2, 0), (3, 1), (4, 2), (5, 3)]
 
@@ -339,7 +343,9 @@ async def test_publish_failures_do_not_stop_the_order(fakes, journal, active, cl
     sink = fakes.Sink(failing=True)
     journal.put(fakes.order())
 
-    final = await OrderWorkflow(venues=venues, sink=sink, journal=journal, active=active, clock=clock).run(OID)
+    final = await OrderWorkflow(
+        venues=venues, sink=sink, journal=journal, active=active, clock=clock, settlement=FakeSettlement(venues)
+    ).run(OID)
 
     assert sink.attempts == 4
     assert final is not None
@@ -351,7 +357,9 @@ async def test_active_store_failures_do_not_stop_the_order(fakes, journal, sink,
     active = fakes.Active(failing=True)
     journal.put(fakes.order())
 
-    final = await OrderWorkflow(venues=venues, sink=sink, journal=journal, active=active, clock=clock).run(OID)
+    final = await OrderWorkflow(
+        venues=venues, sink=sink, journal=journal, active=active, clock=clock, settlement=FakeSettlement(venues)
+    ).run(OID)
 
     assert final is not None
     assert final.status is S.CONFIRMED

@@ -10,6 +10,7 @@ from engine.bands import Band
 from engine.execution import OrderWorkflow
 from engine.models import DexQuote, OrderEvent, OrderStatus, OrderType, RouteLeg, RoutingDecision, SwapResult, VenueName
 from engine.order_types import band_of
+from tests.unit.conftest import FakeSettlement
 from tests.unit.test_routing import quote
 from venues.simulated import METEORA, RAYDIUM
 from venues.simulated.pools import ConstantProductPool
@@ -31,6 +32,7 @@ def make_workflow(journal, active, sink, clock, watcher):
     def make(venues, **kwargs) -> OrderWorkflow:
         kwargs.setdefault("rng", random.Random(0))
         kwargs.setdefault("watcher", watcher)
+        kwargs.setdefault("settlement", FakeSettlement(venues))
         return OrderWorkflow(venues=venues, sink=sink, journal=journal, active=active, clock=clock, **kwargs)
 
     return make

@@ -110,7 +110,16 @@ def test_the_watcher_fires_it_on_its_own_rule(stop_loss: None) -> None:
 async def test_the_workflow_waits_for_it_then_executes_it(stop_loss: None, fakes, journal, active, sink, clock, watcher) -> None:
     oid = "order_1764000000000_0000abcd"
     venues = {RAYDIUM: fakes.Venue(RAYDIUM, rate=130.0), METEORA: fakes.Venue(METEORA, rate=129.0)}
-    workflow = OrderWorkflow(venues=venues, sink=sink, journal=journal, active=active, clock=clock, watcher=watcher, rng=random.Random(0))
+    workflow = OrderWorkflow(
+        venues=venues,
+        sink=sink,
+        journal=journal,
+        active=active,
+        clock=clock,
+        watcher=watcher,
+        rng=random.Random(0),
+        settlement=fakes.Settlement(venues),
+    )
     journal.put(fakes.order(order_type="STOP_LOSS", limit_price=140.0))
 
     waiting = await workflow.run(oid)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from typing import TypedDict, Unpack
 
 import pytest
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from engine.clock import ManualClock
 from engine.errors import InsufficientLiquidity, NoPoolError, NoRouteError, TransientVenueError, VenueError
 from engine.models import DexQuote, RoutingDecision, VenueName
 from engine.routing import choose_route
+from engine.settlement import LegTerms
 from engine.split import Output
-from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, SimulatedVenue, VenueTiming
+from settlement.keys import Keyring
+from settlement.swap_tx import assemble, swap_message
+from venues.simulated import METEORA, RAYDIUM, SimulatedVenue, VenueTiming
 from venues.simulated.market import CATALOGUE, pair_key, venues_trading
+from venues.simulated.venue import VenueRefused
 
 R, M = RAYDIUM, METEORA
 
@@ -166,22 +173,44 @@ def test_all_quotes_above_the_limit_and_no_pool_elsewhere_is_transient() -> None
 
 def venue_pair(seed: int = 7) -> dict[VenueName, SimulatedVenue]:
     clock = ManualClock()
-    ledger = InMemoryLedger()
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0), fault_rate=0.0)
-    return {name: SimulatedVenue(name, clock, random.Random(1), ledger, timing=timing, seed=seed) for name in (R, M)}
+    return {name: SimulatedVenue(name, clock, random.Random(1), timing=timing, seed=seed) for name in (R, M)}
 
 
-async def test_a_simulated_swap_reports_the_time_it_spent_at_the_venue() -> None:
-    """``executed_at - sent_at`` is the venue's own time: the benchmark subtracts it from an order's
-    end-to-end time to get the engine's overhead."""
+async def test_a_venue_agrees_a_leg_after_its_latency_and_cosigns_only_that() -> None:
+    """The venue prices the leg when it is sent (after the simulated swap latency), in base units, and
+    co-signs a transaction only if what leaves its vault is what it agreed (within 50 bps)."""
     clock = ManualClock()
+    keys = Keyring("unit")
     timing = VenueTiming(quote_latency_s=0.2, swap_latency_s=(2.5, 2.5), fault_rate=0.0)
-    venue = SimulatedVenue(R, clock, random.Random(1), InMemoryLedger(), timing=timing, seed=7)
-    quoted = await venue.quote("SOL", "USDC", 1.0)
-    sent = clock.epoch_ms()
-    swap = await venue.swap("order_1", quoted)
-    assert swap.sent_at == sent
-    assert swap.executed_at - swap.sent_at == pytest.approx(2_500.0)
+    venue = SimulatedVenue(R, clock, random.Random(1), timing=timing, seed=7, keyring=keys)
+    quoted = await venue.quote("SOL", "USDC", 1.5)
+    before = clock.now()
+    terms = await venue.commit_leg("order_1", quoted, quoted.amount_out * 0.99)
+    assert clock.now() - before == pytest.approx(2.5)
+    assert terms.amount_in == 1_500_000_000 and terms.decimals_in == 9 and terms.decimals_out == 6
+    assert terms.amount_out == pytest.approx(quoted.amount_out * 1e6, rel=0.01)
+    trader = keys.wallet("someone")
+    blockhash = "4QjEBrJnATvydaCoPb7j4cneA5vSJNFsAYHQwRAjAjmQ"
+
+    async def cosigned(leg: LegTerms, order_id: str = "order_1") -> bytes:
+        message = swap_message(order_id, trader.pubkey(), [leg], blockhash)
+        return await venue.cosign(order_id, bytes(message))
+
+    signature = await cosigned(terms)
+    message = swap_message("order_1", trader.pubkey(), [terms], blockhash)
+    tx = assemble(
+        message,
+        {trader.pubkey(): trader.sign_message(bytes(message)), Pubkey.from_string(terms.authority): Signature.from_bytes(signature)},
+    )
+    assert all(tx.verify_with_results())
+    greedy = dataclasses.replace(terms, amount_out=int(terms.amount_out * 1.006))
+    with pytest.raises(VenueRefused):
+        await cosigned(greedy)
+    with pytest.raises(VenueRefused):
+        await cosigned(dataclasses.replace(terms, amount_in=terms.amount_in - 1))
+    with pytest.raises(VenueRefused):
+        await cosigned(terms, order_id="order_2")  # nothing agreed for that order
 
 
 async def quotes_from(venues: dict[VenueName, SimulatedVenue], token_in: str, token_out: str, amount: float) -> dict[VenueName, DexQuote]:

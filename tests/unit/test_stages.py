@@ -150,7 +150,9 @@ async def test_the_workflow_tells_its_observer_every_transition(fakes, journal, 
 
     venues = {name: fakes.Venue(name, rate=rate) for name, rate in (("raydium", 150.0), ("meteora", 152.0))}
     journal.put(fakes.order(amount=2.0))
-    workflow = OrderWorkflow(venues, sink, journal, active, clock, rng=random.Random(0), observer=Recorder())
+    workflow = OrderWorkflow(
+        venues, sink, journal, active, clock, rng=random.Random(0), observer=Recorder(), settlement=fakes.Settlement(venues)
+    )
     await workflow.run(OID)
 
     assert seen == [(S.ROUTING, S.ROUTING, 2), (S.BUILDING, S.BUILDING, 3), (S.SUBMITTED, S.SUBMITTED, 4), (S.CONFIRMED, S.CONFIRMED, 5)]

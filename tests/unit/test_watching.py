@@ -11,7 +11,7 @@ from engine.clock import ManualClock
 from engine.models import Order, OrderStatus, OrderType, VenueName
 from engine.watch import Watch
 from engine.watching import Verdict, best_output, decide
-from venues.simulated import METEORA, RAYDIUM, InMemoryLedger, PoolSnapshot, SimulatedVenue, VenueTiming
+from venues.simulated import METEORA, RAYDIUM, PoolSnapshot, SimulatedVenue, VenueTiming
 from venues.simulated.pools import BinnedPool, ConstantProductPool, Fill, Pool
 
 R, M = RAYDIUM, METEORA
@@ -104,7 +104,7 @@ def test_sniper_respects_its_price_cap(factor: float, verdict: Verdict) -> None:
 async def test_sniper_fires_on_a_pool_listed_at_a_real_venue() -> None:
     clock = ManualClock()
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
-    venues = {name: SimulatedVenue(name, clock, random.Random(1), InMemoryLedger(), timing=timing) for name in (R, M)}
+    venues = {name: SimulatedVenue(name, clock, random.Random(1), timing=timing) for name in (R, M)}
     watch = sniper(max_price=1e-4, token_in="SOL", token_out="NEW")
     views = {name: await v.snapshot("SOL", "NEW") for name, v in venues.items()}
     assert views == {R: None, M: None}
@@ -187,7 +187,7 @@ class CountingPool:
 async def test_a_thousand_watches_are_decided_from_one_snapshot_per_venue() -> None:
     clock = ManualClock()
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
-    venues = {name: SimulatedVenue(name, clock, random.Random(1), InMemoryLedger(), timing=timing) for name in (R, M)}
+    venues = {name: SimulatedVenue(name, clock, random.Random(1), timing=timing) for name in (R, M)}
     snapshots = {name: await v.snapshot("SOL", "USDC") for name, v in venues.items()}
     counting = {name: CountingPool(view.pool) for name, view in snapshots.items() if view is not None}
     views: dict[VenueName, PoolSnapshot | None] = {name: PoolSnapshot(pool, "SOL") for name, pool in counting.items()}
@@ -213,7 +213,7 @@ async def test_a_thousand_watches_are_decided_from_one_snapshot_per_venue() -> N
 async def test_a_snapshot_is_a_copy_the_venue_does_not_share() -> None:
     clock = ManualClock()
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
-    venue = SimulatedVenue(R, clock, random.Random(1), InMemoryLedger(), timing=timing)
+    venue = SimulatedVenue(R, clock, random.Random(1), timing=timing)
     view = await venue.snapshot("SOL", "USDC")
     assert view is not None
     before = view.output("SOL", AMOUNT)

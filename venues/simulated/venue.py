@@ -1,15 +1,13 @@
 """A simulated venue: pools from :mod:`venues.simulated.pools` behind the venue port (:class:`engine.ports.Venue`),
-with configurable latency and transient faults, recording every swap in a :class:`SwapLedger` that
-outlives the engine process (the simulated chain)."""
+with configurable latency and transient faults. It settles on the chain as a real venue does: it agrees
+a leg's terms (:meth:`SimulatedVenue.commit_leg`) and co-signs the order's transaction out of its vaults
+(:meth:`SimulatedVenue.cosign`). It keeps no record of swaps by orderId: at most one swap per order is
+the engine's protocol's to guarantee (:mod:`engine.settlement`), not the venue's."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import random
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from solders.keypair import Keypair
@@ -17,13 +15,12 @@ from solders.message import Message
 
 from engine.clock import Clock
 from engine.errors import InsufficientLiquidity, NoPoolError, SlippageExceeded, TransientVenueError, VenueError
-from engine.models import DexQuote, SwapResult, VenueName
+from engine.models import DexQuote, VenueName
 from engine.settings import Settings
 from engine.settlement import LegTerms, to_base_units
 from engine.tokens import decimals_of, mint_of
 from settlement.keys import Keyring, token_account
 from settlement.swap_tx import memo_of, transfers
-from venues.simulated.ledger import SwapLedger
 from venues.simulated.market import (
     DLMM_BINS_EACH_SIDE,
     PROFILES,
@@ -115,19 +112,15 @@ class SimulatedVenue:
     name: VenueName
     clock: Clock
     rng: random.Random
-    ledger: SwapLedger
     timing: VenueTiming = field(default_factory=VenueTiming)
     drift: Drift = field(default_factory=Drift)
     seed: int = 7
     profile: Profile | None = None
     """Default: the built-in profile of its name."""
-    signatures: Callable[[], bytes] = field(default=lambda: secrets.token_bytes(64))
-    """Source of transaction signatures. Not the seeded rng: a restarted venue would repeat them."""
     keyring: Keyring | None = None
     """Holds the venue's authority (it co-signs swaps out of its vaults); None: it cannot settle on a chain."""
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
     _agreed: dict[str, list[LegTerms]] = field(init=False, default_factory=dict)
-    _inflight: dict[str, asyncio.Future[SwapResult]] = field(init=False, default_factory=dict)
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
 
     def __post_init__(self) -> None:
@@ -190,7 +183,7 @@ class SimulatedVenue:
         return frozenset((a, b) for spec in specs for a, b in ((spec.base, spec.quote), (spec.quote, spec.base)))
 
     async def close(self) -> None:
-        await self.ledger.close()
+        """Nothing to release: the pools live in memory, the vaults on the chain."""
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolSnapshot | None:
         self.calls["snapshot"] += 1
@@ -223,61 +216,6 @@ class SimulatedVenue:
             liquidity=fill.liquidity_out,
             quoted_at=self.clock.epoch_ms(),
         )
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        """Execute at the pool's price when the swap lands (it may have drifted since the quote).
-
-        A fault before landing means nothing happened; a fault after landing (the
-        confirmation was lost) leaves a swap in the ledger that ``find_swap`` will find.
-        A second swap for an order whose first is still in flight joins the first, as a
-        chain drops a transaction it already has.
-        """
-        pending = self._inflight.get(order_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        self.calls["swap"] += 1
-        task = asyncio.ensure_future(self._swap(order_id, quote, min_amount_out))
-        self._inflight[order_id] = task
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._inflight.pop(order_id, None)
-            else:
-                task.add_done_callback(lambda _: self._inflight.pop(order_id, None))
-
-    async def _swap(self, order_id: str, quote: DexQuote, min_amount_out: float) -> SwapResult:
-        sent_at = self.clock.epoch_ms()
-        existing = await self.ledger.find(self.name, order_id)
-        if existing is not None:
-            return existing
-        low, high = self.timing.swap_latency_s
-        await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
-        self._maybe_fault("transaction send")
-        live = self._pool(quote.token_in, quote.token_out)
-        x_to_y = quote.token_in == live.spec.base
-        try:
-            would_give = live.pool.fill(quote.amount_in, x_to_y).amount_out
-            if would_give < min_amount_out:
-                raise SlippageExceeded(
-                    self.name, f"slippage exceeded: swap would give {would_give:.6g}, minimum {min_amount_out:.6g} {quote.token_out}"
-                )
-            fill = live.pool.swap(quote.amount_in, x_to_y)
-        except PoolExhausted as exc:
-            raise InsufficientLiquidity(self.name, str(exc)) from exc
-        result = SwapResult(
-            venue=self.name,
-            order_id=order_id,
-            tx_hash=b58encode(self.signatures()),
-            amount_in=quote.amount_in,
-            amount_out=fill.amount_out,
-            execution_price=fill.amount_out / quote.amount_in,
-            executed_at=self.clock.epoch_ms(),
-            sent_at=sent_at,
-        )
-        result = await self.ledger.record(result)
-        self._maybe_fault("confirmation")
-        return result
 
     def _authority(self) -> Keypair:
         if self.keyring is None:
@@ -341,11 +279,3 @@ class SimulatedVenue:
             if not honoured:
                 raise VenueRefused(self.name, f"refusing to co-sign: {move.amount} out of the vault is not what was agreed for {order_id}")
         return bytes(authority.sign_message(message))
-
-    async def find_swap(self, order_id: str) -> SwapResult | None:
-        """The swap made for ``order_id``; waits for one still in flight rather than answer too early."""
-        pending = self._inflight.get(order_id)
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(pending)
-        return await self.ledger.find(self.name, order_id)
