@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from engine.chain import ChainTx
 
@@ -16,3 +17,9 @@ def landed_per_order(transactions: Iterable[ChainTx]) -> Counter[str]:
 def double_landed(transactions: Iterable[ChainTx]) -> dict[str, int]:
     """Orders with more than one landed transaction (must be empty)."""
     return {order_id: n for order_id, n in landed_per_order(transactions).items() if n > 1}
+
+
+async def scan_node(node: Any) -> list[ChainTx]:
+    """Every transaction the ChainNode actor's chain executed (``EngineActors.chain``)."""
+    found: list[ChainTx] = await node.transactions.remote()
+    return found

@@ -88,7 +88,7 @@ async def reset_stores(stores: TestStores) -> None:
     try:
         await migrate(pool)
         await pool.execute(
-            "TRUNCATE orders, order_events, order_settlements, venue_swaps, "
+            "TRUNCATE orders, order_events, order_settlements, "
             "api_keys, account_limits, account_limit_changes, trading_state_changes"
         )
     finally:

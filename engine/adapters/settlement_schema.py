@@ -17,6 +17,8 @@ SETTLEMENT_MIGRATIONS: tuple[tuple[int, str], ...] = (
             saved_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX order_settlements_signature_idx ON order_settlements (signature);
+        -- The simulated venues' ledger deduplicated swaps by (venue, order_id); the protocol does that now.
+        DROP TABLE IF EXISTS venue_swaps;
         """,
     ),
 )

@@ -13,7 +13,7 @@ from actors.rate_limiter import RateLimiter
 from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
 from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType
-from venues.simulated import PostgresLedger
+from tests.chain_scan import landed_per_order, scan_node
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -63,7 +63,7 @@ async def test_orders_confirm_once_within_the_concurrency_cap(engine_factory, in
     actors, _ = engine_factory(max_concurrent_orders=3, swap_latency_ms=(150.0, 200.0))
     ids = await submit(intake, 12)
     trails = await wait_terminal(journal, ids)
-    ledger = PostgresLedger(pg_pool)
+    landed = landed_per_order(await scan_node(actors.chain))
     for order_id, events in trails.items():
         order = await journal.get(order_id)
         assert order is not None and order.status is OrderStatus.CONFIRMED, order.failure_reason if order else None
@@ -74,9 +74,9 @@ async def test_orders_confirm_once_within_the_concurrency_cap(engine_factory, in
             OrderStatus.SUBMITTED,
             OrderStatus.CONFIRMED,
         ]
-        assert await ledger.count_for(order_id) == 1
-        swap = await ledger.find(order.routing_decision.venue, order_id)
-        assert swap is not None and swap.tx_hash == order.tx_hash and swap.amount_out == order.execution_amount
+        assert landed[order_id] == 1
+        tx = await actors.chain.transaction.remote(order.tx_hash)
+        assert tx is not None and tx.memo == order_id and tx.error is None
     overlap = max_overlap(trails)
     stats = ray.get(actors.dispatcher.stats.remote())
     print(f"peak concurrent orders: events {overlap}, dispatcher {stats['peak_running']} (cap 3)")
@@ -129,15 +129,15 @@ async def test_engine_admission_is_rate_limited(engine_factory, intake, journal)
 
 
 async def test_transient_faults_retry_and_never_swap_twice(engine_factory, intake, journal, pg_pool) -> None:
-    engine_factory(fault_rate=0.25, max_concurrent_orders=10)
+    actors, _ = engine_factory(fault_rate=0.25, max_concurrent_orders=10)
     ids = await submit(intake, 16)
     trails = await wait_terminal(journal, ids, timeout_s=90)
-    ledger = PostgresLedger(pg_pool)
+    landed = landed_per_order(await scan_node(actors.chain))
     retried = 0
     for order_id, events in trails.items():
         order = await journal.get(order_id)
         assert order is not None
-        swaps = await ledger.count_for(order_id)
+        swaps = landed[order_id]
         assert swaps <= 1
         attempts = [e.attempt for e in events if e.status is OrderStatus.ROUTING]
         assert attempts == list(range(1, len(attempts) + 1)) and len(attempts) <= 3
@@ -162,13 +162,13 @@ async def test_killed_executor_mid_swap_still_completes_once(engine_factory, int
         await asyncio.sleep(0.05)
     ray.kill(actors.executors[0], no_restart=False)
     trails = await wait_terminal(journal, ids)
-    ledger = PostgresLedger(pg_pool)
+    landed = landed_per_order(await scan_node(actors.chain))
     for order_id in trails:
         order = await journal.get(order_id)
         assert order is not None and order.status is OrderStatus.CONFIRMED
-        assert await ledger.count_for(order_id) == 1
-        swap = await ledger.find(order.routing_decision.venue, order_id)
-        assert swap is not None and swap.tx_hash == order.tx_hash
+        assert landed[order_id] == 1
+        tx = await actors.chain.transaction.remote(order.tx_hash)
+        assert tx is not None and tx.memo == order_id
 
 
 async def test_orders_in_flight_together_share_their_calls(engine_factory, intake, journal, pg_pool) -> None:
@@ -178,7 +178,8 @@ async def test_orders_in_flight_together_share_their_calls(engine_factory, intak
     actors, _ = engine_factory(max_concurrent_orders=40, executor_pool_size=2, quote_latency_ms=20.0, swap_latency_ms=(30.0, 60.0))
     trails = await wait_terminal(journal, ids)
     assert all(events[-1].status is OrderStatus.CONFIRMED for events in trails.values())
-    assert await pg_pool.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = ANY($1::text[])", ids) == 40
+    landed = landed_per_order(await scan_node(actors.chain))
+    assert [landed[i] for i in ids] == [1] * 40
     dispatcher = ray.get(actors.dispatcher.stats.remote())
     assert dispatcher["dispatched"] == 40
     assert dispatcher["handoffs"] < 40 and dispatcher["answers"] < 40

@@ -11,8 +11,8 @@ import ray
 from engine.adapters.postgres import PostgresJournal
 from engine.intake import Accepted, OrderIntake
 from engine.models import OrderRequest, OrderStatus, OrderType
+from tests.chain_scan import landed_per_order, scan_node
 from tests.integration.test_engine_actors import wait_terminal
-from venues.simulated import PostgresLedger
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -91,5 +91,5 @@ async def test_price_pushed_mid_swap_fails_with_slippage_exceeded_and_swaps_noth
     assert order.failure_reason is not None and "slippage exceeded" in order.failure_reason
     routing = [e for e in trails[outcome.order_id] if e.status is OrderStatus.ROUTING]
     assert len(routing) == 2 and "re-quoting once" in (routing[1].error or "")  # re-quoted exactly once
-    assert await PostgresLedger(pg_pool).count_for(outcome.order_id) == 0
+    assert landed_per_order(await scan_node(actors.chain))[outcome.order_id] == 0  # nothing landed on the chain
     print(f"slippage: {order.failure_reason}")

@@ -1,4 +1,4 @@
-"""PostgreSQL journal/ledger and Redis orders/queue against the real servers."""
+"""PostgreSQL journal and settlement store, Redis orders/queue, against the real servers."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 
 from engine.adapters.postgres import PostgresJournal, create_pool, migrate
 from engine.adapters.redis_store import RedisOrders
+from engine.adapters.settlement_store import PostgresSettlementStore
 from engine.bands import Band
 from engine.errors import DuplicateRequest, StoreUnavailable
 from engine.intake import new_order
-from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType, SwapResult
-from venues.simulated import METEORA, RAYDIUM, PostgresLedger
+from engine.models import OrderEvent, OrderRequest, OrderStatus, OrderType
+from engine.settlement import PendingTx
 
 
 def _order(amount: float = 1.0, order_type: OrderType = OrderType.MARKET, at: float = 1_764_000_000_000.0):
@@ -25,7 +26,8 @@ def _order(amount: float = 1.0, order_type: OrderType = OrderType.MARKET, at: fl
 async def test_migrations_are_idempotent(pg_pool: asyncpg.Pool) -> None:
     assert await migrate(pg_pool) == await migrate(pg_pool)
     tables = {r["tablename"] for r in await pg_pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"orders", "order_events", "venue_swaps", "schema_migrations"} <= tables
+    assert {"orders", "order_events", "order_settlements", "schema_migrations"} <= tables
+    assert "venue_swaps" not in tables  # no ledger of swaps by orderId: the chain is the record
 
 
 async def test_journal_records_every_transition(journal: PostgresJournal) -> None:
@@ -104,56 +106,23 @@ async def test_journal_unreachable_is_store_unavailable() -> None:
         await PostgresJournal(pool).ping()
 
 
-async def test_ledger_keeps_the_first_swap(pg_pool: asyncpg.Pool) -> None:
-    ledger = PostgresLedger(pg_pool)
+async def test_the_settlement_store_refuses_to_replace_a_transaction_it_did_not_see(pg_pool: asyncpg.Pool) -> None:
+    """The compare-and-set behind "re-sign only after the old one can no longer land": a run may store
+    a new transaction only in place of the one it judged dead; a run that saw none may store only the first."""
+    store = PostgresSettlementStore(pg_pool)
     order, first = _order()
     await PostgresJournal(pg_pool).insert_order(order, first)
-    swap = SwapResult(
-        venue=RAYDIUM,
-        order_id=order.order_id,
-        tx_hash="tx1",
-        amount_in=1,
-        amount_out=150,
-        execution_price=150,
-        executed_at=first.at,
-        sent_at=first.at - 2_500.0,
-    )
-    assert (await ledger.record(swap)).tx_hash == "tx1"
-    assert (await ledger.record(swap.model_copy(update={"tx_hash": "tx2"}))).tx_hash == "tx1"
-    found = await ledger.find(RAYDIUM, order.order_id)
-    assert found is not None and found.tx_hash == "tx1"
-    # the time spent at the venue survives the round trip (the benchmark's overhead subtracts it)
-    assert found.executed_at == pytest.approx(first.at, abs=0.01)
-    assert found.sent_at == pytest.approx(first.at - 2_500.0, abs=0.01)
-    assert await ledger.find(METEORA, order.order_id) is None
-    assert await ledger.count_for(order.order_id) == 1
-
-
-async def test_ledger_records_and_finds_made_together_share_statements(pg_pool: asyncpg.Pool) -> None:
-    ledger = PostgresLedger(pg_pool)
-    journal = PostgresJournal(pg_pool)
-    swaps = []
-    for i in range(5):
-        order, first = _order(amount=1.0 + i, at=1_764_000_000_000.0 + i)
-        await journal.insert_order(order, first)
-        swaps.append(
-            SwapResult(
-                venue=METEORA,
-                order_id=order.order_id,
-                tx_hash=f"batch-tx{i}",
-                amount_in=1,
-                amount_out=150,
-                execution_price=150,
-                executed_at=first.at,
-            )
-        )
-    again = swaps[0].model_copy(update={"tx_hash": "batch-again"})
-    recorded = await asyncio.gather(*(ledger.record(w) for w in [*swaps, again]))
-    assert [r.tx_hash for r in recorded[:5]] == [w.tx_hash for w in swaps]
-    assert recorded[5].tx_hash == recorded[0].tx_hash  # the venue's first swap for the order stands
-    found = await asyncio.gather(*(ledger.find(w.venue, w.order_id) for w in swaps), ledger.find(RAYDIUM, swaps[0].order_id))
-    assert [f.tx_hash if f else None for f in found] == [*(w.tx_hash for w in swaps), None]
-    assert ledger.batching()["records"].flushes <= 2 and ledger.batching()["finds"].flushes <= 3
+    one = PendingTx(order.order_id, "sig-1", b"tx-1", 100)
+    assert await store.load(order.order_id) is None
+    assert await store.save(one, None) is True
+    assert await store.save(PendingTx(order.order_id, "sig-zombie", b"tx-z", 101), None) is False  # another run's first
+    assert await store.save(PendingTx(order.order_id, "sig-2", b"tx-2", 200), "sig-0") is False  # replaces one it never saw
+    assert await store.load(order.order_id) == one
+    two = PendingTx(order.order_id, "sig-2", b"tx-2", 200)
+    assert await store.save(two, "sig-1") is True
+    assert await store.save(PendingTx(order.order_id, "sig-3", b"tx-3", 300), "sig-1") is False  # a second run that judged sig-1 dead
+    assert await store.load(order.order_id) == two
+    assert await store.signatures([order.order_id, "order_unknown"]) == {order.order_id: "sig-2"}
 
 
 async def test_redis_accept_update_finish(redis_orders: RedisOrders) -> None:

@@ -11,7 +11,7 @@ import ray
 
 from engine.clock import Clock
 from engine.errors import TransientVenueError
-from engine.models import DexQuote, SwapResult, VenueName
+from engine.models import DexQuote, VenueName
 from engine.ports import PoolView
 from tests.integration.test_engine_actors import submit, wait_terminal
 from venues.registry import VenueContext
@@ -37,12 +37,6 @@ class FlakyVenue:
         raise TransientVenueError(self.name, "quote timed out (RPC node not answering)")
 
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
-        return None
-
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        raise TransientVenueError(self.name, "swap timed out")
-
-    async def find_swap(self, order_id: str) -> SwapResult | None:
         return None
 
     async def close(self) -> None:

@@ -8,11 +8,14 @@ import time
 import pytest
 import ray
 
-from engine.clock import Clock
+from engine.clock import Clock, SystemClock
 from engine.errors import NoPoolError
 from engine.intake import Accepted
-from engine.models import DexQuote, OrderRequest, OrderType, SwapResult, VenueName
+from engine.models import DexQuote, OrderRequest, OrderType, VenueName
 from engine.ports import PoolView
+from engine.settlement import LegTerms, to_base_units
+from engine.tokens import decimals_of, mint_of
+from settlement.keys import Keyring, token_account
 from tests.integration.test_engine_actors import submit, wait_terminal
 from venues.registry import VenueContext
 
@@ -24,10 +27,10 @@ TOY = f"toy={__name__}:toy_venue"
 class ToyVenue:
     """A venue that trades SOL/USDC only, at a price no simulated pool matches."""
 
-    def __init__(self, name: VenueName, clock: Clock) -> None:
+    def __init__(self, name: VenueName, clock: Clock, keyring: Keyring) -> None:
         self.name = name
         self.clock = clock
-        self.swaps: dict[str, SwapResult] = {}
+        self.key = keyring.venue_authority(name)
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
         return frozenset({("SOL", "USDC"), ("USDC", "SOL")})
@@ -53,31 +56,37 @@ class ToyVenue:
     async def snapshot(self, token_in: str, token_out: str) -> PoolView | None:
         return None
 
-    async def swap(self, order_id: str, quote: DexQuote, min_amount_out: float = 0.0) -> SwapResult:
-        result = SwapResult(
+    async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
+        """Its terms at its quoted rate, paid out of its own vault (a venue must settle on the chain)."""
+        authority = str(self.key.pubkey())
+        mint_in, mint_out = mint_of(quote.token_in), mint_of(quote.token_out)
+        return LegTerms(
             venue=self.name,
-            order_id=order_id,
-            tx_hash=f"toy-{order_id}",
-            amount_in=quote.amount_in,
-            amount_out=quote.amount_out,
-            execution_price=quote.price,
-            executed_at=self.clock.epoch_ms(),
+            mint_in=mint_in,
+            mint_out=mint_out,
+            decimals_in=decimals_of(mint_in),
+            decimals_out=decimals_of(mint_out),
+            amount_in=to_base_units(quote.amount_in, decimals_of(mint_in)),
+            amount_out=to_base_units(quote.amount_out, decimals_of(mint_out)),
+            vault_in=str(token_account(authority, mint_in)),
+            vault_out=str(token_account(authority, mint_out)),
+            authority=authority,
         )
-        return self.swaps.setdefault(order_id, result)
 
-    async def find_swap(self, order_id: str) -> SwapResult | None:
-        return self.swaps.get(order_id)
+    async def cosign(self, order_id: str, message: bytes) -> bytes:
+        return bytes(self.key.sign_message(message))
 
     async def close(self) -> None:
         pass
 
 
 async def toy_venue(name: VenueName, context: VenueContext) -> ToyVenue:
-    return ToyVenue(name, context.clock)
+    return ToyVenue(name, context.clock, Keyring(context.settings.chain_key_seed))
 
 
 async def test_an_order_routes_to_a_registered_third_venue_that_quotes_best(engine_factory, intake, journal) -> None:
-    actors, _ = engine_factory(venues=["raydium", "meteora", TOY])
+    actors, settings = engine_factory(venues=["raydium", "meteora", TOY])
+    keyring = Keyring(settings.chain_key_seed)
     assert set(actors.venues) == {"raydium", "meteora", "toy"}
     assert ("SOL", "USDC") in ray.get(actors.venues["toy"].pairs.remote())
 
@@ -92,7 +101,8 @@ async def test_an_order_routes_to_a_registered_third_venue_that_quotes_best(engi
     assert traded is not None and traded.routing_decision is not None
     assert traded.routing_decision.venue == "toy"
     assert {q.venue for q in traded.routing_decision.quotes} == {"raydium", "meteora", "toy"}
-    assert traded.tx_hash == f"toy-{sol_usdc}"
+    landed = await actors.chain.transaction.remote(traded.tx_hash)
+    assert landed is not None and landed.memo == sol_usdc and str(ToyVenue("toy", SystemClock(), keyring).key.pubkey()) in landed.signers
     elsewhere = await journal.get(outcome.order_id)  # a pair the toy does not trade routes as before
     assert elsewhere is not None and elsewhere.routing_decision is not None
     assert elsewhere.routing_decision.venue in {"raydium", "meteora"}
