@@ -43,6 +43,9 @@ class ChainNode:
     async def token_balances(self, owner: str, mints: list[str]) -> dict[str, int]:
         return await self._chain.token_balances(owner, mints)
 
+    async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
+        return await self._chain.transactions_with_memo(signer, memo)
+
     async def ensure_accounts(self, specs: list[tuple[str, str, int, int, bool]]) -> None:
         await self._chain.ensure_accounts(specs)
 
@@ -83,11 +86,16 @@ class ChainClient:
     async def ensure_accounts(self, specs: Sequence[tuple[str, str, int, int, bool]]) -> None:
         await self.handle.ensure_accounts.remote(list(specs))
 
+    async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
+        result: list[ChainTx] = await self.handle.transactions_with_memo.remote(signer, memo)
+        return result
+
 
 def chain_of(settings: Settings, node: Any) -> tuple[Chain, Faucet | None]:
     """The chain port, and the faucet when the chain is the embedded one."""
     if settings.chain_rpc_url:
-        return RpcChain(settings.chain_rpc_url), None
+        rpc = RpcChain(settings.chain_rpc_url)
+        return rpc, rpc if settings.chain_rpc_faucet else None
     if node is None:
         raise ValueError("no chain: start a ChainNode or set OEE_CHAIN_RPC_URL")
     client = ChainClient(node)

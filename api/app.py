@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from api import errors
 from api.auth import LazyCORS
 from api.middleware import RequestContext
-from api.routes import admin, events, health, keys, market, metrics, orders, sim, stream
+from api.routes import admin, chain, events, health, keys, market, metrics, orders, sim, stream
 from engine.models import OrderRequest
 
 CONSOLE = Path(__file__).with_name("console")
@@ -36,7 +36,17 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(LazyCORS)
-    routers = (orders.router, stream.router, events.router, market.router, keys.router, admin.router, sim.router, health.router)
+    routers = (
+        orders.router,
+        stream.router,
+        events.router,
+        market.router,
+        chain.router,
+        keys.router,
+        admin.router,
+        sim.router,
+        health.router,
+    )
     for router in (*routers, metrics.router):
         app.include_router(router)
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from api.feed import EventFeed
 from api.guard import Guard
 from api.subscriptions import ReplicaSubscriptions
+from api.wallets import Wallets, wallets_for
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
 from engine.adapters.stores import Stores, open_stores, urls
@@ -27,10 +28,12 @@ PAIRS_REFRESH_S = 1.0
 
 
 class Edge:
-    def __init__(self, settings: Settings, hub: Any, venues: dict[VenueName, Any]) -> None:
+    def __init__(self, settings: Settings, hub: Any, venues: dict[VenueName, Any], chain: Any = None) -> None:
         self.settings = settings
         self.hub = hub
         self.venues = venues
+        self._chain = chain
+        self._wallets: Wallets | None = None
         self.subscriptions = ReplicaSubscriptions(hub)
         self.tradable: frozenset[tuple[str, str]] = frozenset()
         self._pairs_asked_at = -PAIRS_REFRESH_S
@@ -45,6 +48,13 @@ class Edge:
     def stores(self) -> Stores:
         assert self._stores is not None, "await ready() first"
         return self._stores
+
+    @property
+    def wallets(self) -> Wallets:
+        """Each account's wallet on the engine's chain (found on first use)."""
+        if self._wallets is None:
+            self._wallets = wallets_for(self.settings, self._chain)
+        return self._wallets
 
     @property
     def journal(self) -> PostgresJournal:

@@ -180,7 +180,10 @@ ERRORS: dict[int, str] = {
     409: "The order can no longer be cancelled",
     413: "Body larger than the limit",
     415: "Body is not JSON",
-    422: "Idempotency-Key reused with a different body, or a risk check failed (details: max_notional, max_depth_share, max_open_notional)",
+    422: (
+        "Idempotency-Key reused with a different body, a risk check failed (details: max_notional, max_depth_share, "
+        "max_open_notional), or the wallet cannot pay the order (Insufficient funds)"
+    ),
     429: "Over the account's rate or open-order cap (Retry-After, RateLimit-*)",
     503: "Trading halted, the queue full (Retry-After), or PostgreSQL or Redis unavailable: nothing was accepted",
 }

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     fault_rate: float = Field(default=0.0, ge=0, le=1)
     sim_seed: int = 7
     chain_rpc_url: str | None = Field(default=None, description="A Solana JSON-RPC endpoint; unset: the embedded LiteSVM chain")
+    chain_rpc_faucet: bool = Field(default=False, description="The RPC node funds new accounts (oee_ensureAccounts: the test chain server)")
     chain_blockhash_ttl_s: float = Field(default=60.0, gt=0, description="How long a blockhash stays valid on the embedded chain")
     chain_slot_ms: float = Field(default=400.0, gt=0, description="One block of the embedded chain")
     chain_key_seed: str = Field(default="oee-dev-keys", description="The secret the wallet and venue keypairs derive from")

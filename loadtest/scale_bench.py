@@ -46,10 +46,10 @@ from engine.adapters.redis_store import RedisOrders  # noqa: E402
 from engine.intake import OrderIntake  # noqa: E402
 from engine.models import OrderStatus  # noqa: E402
 from runtime.embedded import Dependencies, scratch_servers, with_database  # noqa: E402
+from tests.chain_scan import landed_per_order, scan_node  # noqa: E402
 from tests.cluster.harness import actor_nodes, per_node, start_cluster, stop_cluster  # noqa: E402
 from tests.cluster.orders import engine_settings, submit, wait_terminal  # noqa: E402
 from tests.conftest import TestStores, reset_stores  # noqa: E402
-from venues.simulated import PostgresLedger  # noqa: E402
 
 TEST_REDIS_DB = 13
 
@@ -97,8 +97,8 @@ async def _one_run(stores: TestStores, executors: int, waves: int, nodes_run: An
             started_at = {i: min(e.at for e in events if e.status is OrderStatus.ROUTING) for i, events in trails.items()}
             latencies = [(events[-1].at - started_at[i]) / 1000 for i, events in trails.items()]
             statuses = [events[-1].status.value for events in trails.values()]
-            ledger = PostgresLedger(pool)
-            swaps = [await ledger.count_for(i) for i in ids]
+            landed = landed_per_order(await scan_node(actors.chain))  # counted on the chain, by memo
+            swaps = [landed[i] for i in ids]
         finally:
             await client.aclose()
             await pool.close()

@@ -42,6 +42,7 @@ class EmbeddedChain:
         self._current: tuple[str, int] | None = None
         self._executed: dict[str, ChainTx] = {}
         self._raw: dict[str, bytes] = {}
+        self._by_memo: dict[str, list[str]] = {}
         self._rent_token = self._svm.minimum_balance_for_rent_exemption(_TOKEN_ACCOUNT_LEN)
         self._rent_mint = self._svm.minimum_balance_for_rent_exemption(_MINT_LEN)
 
@@ -89,6 +90,8 @@ class EmbeddedChain:
         signers = tuple(str(k) for k in keys[: tx.message.header.num_required_signatures])
         self._executed[signature] = ChainTx(signature, self.height(), signers, changes, memo_of(tx.message), error)
         self._raw[signature] = raw
+        if self._executed[signature].memo:
+            self._by_memo.setdefault(self._executed[signature].memo or "", []).append(signature)
         return SendResult(SendOutcome.ACCEPTED)
 
     def _token_states(self, keys: Sequence[Pubkey]) -> dict[Pubkey, tuple[str, str, int]]:
@@ -117,6 +120,10 @@ class EmbeddedChain:
             account = self._svm.get_account(token_account(owner, mint))
             balances[mint] = TokenAccount.from_bytes(bytes(account.data)).amount if account is not None else 0
         return balances
+
+    async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
+        found = (self._executed[s] for s in self._by_memo.get(memo, []))
+        return [tx for tx in found if signer in tx.signers]
 
     def token_account_state(self, address: str) -> list[tuple[str, str, int]]:
         """``[(owner, mint, amount)]`` of a token account, or ``[]`` if there is none."""

@@ -1,8 +1,9 @@
 """The chain over Solana JSON-RPC (a cluster or a local test validator, ``OEE_CHAIN_RPC_URL``).
 
 Implements :class:`engine.chain.Chain` with the methods ``getLatestBlockhash``, ``sendTransaction``,
-``getBlockHeight``, ``getSignatureStatuses``, ``getTransaction`` and ``getTokenAccountBalance``, at
-``confirmed`` commitment. A refused send is told apart by the error the node names in ``data.err``.
+``getBlockHeight``, ``getSignatureStatuses``, ``getTransaction``, ``getTokenAccountBalance`` and
+``getSignaturesForAddress``, at ``confirmed`` commitment (and a development faucet, ``oee_ensureAccounts``,
+when ``OEE_CHAIN_RPC_FAUCET`` says the node has one). A refused send is told apart by the error the node names in ``data.err``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,21 @@ class RpcChain:
             except RpcError:  # no such account: holds nothing
                 balances[mint] = 0
         return balances
+
+    async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
+        """``getSignaturesForAddress`` of the signer (its last 1,000), then each one whose memo names ``memo``."""
+        entries = await self._call("getSignaturesForAddress", signer, {"limit": 1000, "commitment": "confirmed"})
+        found = []
+        for entry in entries:
+            if entry.get("memo") and entry["memo"].endswith(memo):  # the node writes "[len] text"
+                tx = await self.transaction(entry["signature"])
+                if tx is not None and tx.memo == memo:
+                    found.append(tx)
+        return found
+
+    async def ensure_accounts(self, specs: Sequence[tuple[str, str, int, int, bool]]) -> None:
+        """A development validator's faucet (``oee_ensureAccounts``, served by the test chain server)."""
+        await self._call("oee_ensureAccounts", [list(spec) for spec in specs])
 
     async def close(self) -> None:
         await self._client.aclose()

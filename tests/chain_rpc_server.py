@@ -89,6 +89,17 @@ class ChainRpc:
         meta = {"err": tx.error, "fee": 5000, "preTokenBalances": balances(False), "postTokenBalances": balances(True)}
         return {"slot": tx.slot, "transaction": [base64.b64encode(raw).decode(), "base64"], "meta": meta}
 
+    async def rpc_getSignaturesForAddress(self, address: str, config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        limit = int((config or {}).get("limit", 1000))
+        found = [tx for tx in reversed(self.chain.transactions()) if address in tx.signers][:limit]
+        return [
+            {"signature": tx.signature, "slot": tx.slot, "err": tx.error, "memo": f"[{len(tx.memo)}] {tx.memo}" if tx.memo else None}
+            for tx in found
+        ]
+
+    async def rpc_oee_ensureAccounts(self, specs: list[list[Any]]) -> None:
+        await self.chain.ensure_accounts([(str(o), str(m), int(d), int(a), bool(f)) for o, m, d, a, f in specs])
+
     async def rpc_getTokenAccountBalance(self, account: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
         for owner, mint, amount in self.chain.token_account_state(account):
             assert str(token_account(owner, mint)) == account

@@ -14,7 +14,6 @@ from engine.adapters.postgres import PostgresJournal, create_pool
 from engine.adapters.redis_store import RedisOrders
 from engine.intake import OrderIntake
 from tests.conftest import TestStores, reset_stores
-from venues.simulated import PostgresLedger
 
 
 @dataclass
@@ -22,19 +21,18 @@ class Stores:
     urls: TestStores
     pool: asyncpg.Pool
     journal: PostgresJournal
-    ledger: PostgresLedger
     orders: RedisOrders
     intake: OrderIntake
 
 
 @pytest.fixture
 async def db(stores: TestStores) -> AsyncIterator[Stores]:
-    """This session's stores, emptied, with a journal, a ledger and an intake to submit through."""
+    """This session's stores, emptied, with a journal and an intake to submit through."""
     await reset_stores(stores)
     pool = await create_pool(stores.database_url, min_size=1, max_size=4)
     client = aioredis.Redis.from_url(stores.redis_url)
     journal = PostgresJournal(pool)
     orders = RedisOrders(client, stores.redis_prefix)
-    yield Stores(stores, pool, journal, PostgresLedger(pool), orders, OrderIntake(journal, orders))
+    yield Stores(stores, pool, journal, orders, OrderIntake(journal, orders))
     await client.aclose()
     await pool.close()

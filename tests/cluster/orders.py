@@ -13,7 +13,7 @@ from engine.intake import Accepted, OrderIntake
 from engine.lifecycle import is_terminal
 from engine.models import Order, OrderEvent, OrderRequest, OrderStatus, OrderType
 from engine.settings import Settings
-from venues.simulated import PostgresLedger
+from tests.chain_scan import scan_node
 
 
 def engine_settings(database_url: str, redis_url: str, redis_prefix: str, **overrides: Any) -> Settings:
@@ -81,23 +81,14 @@ async def wait_statuses(journal: PostgresJournal, ids: list[str], wanted: set[Or
         await asyncio.sleep(0.05)
 
 
-async def check_swaps(ledger: PostgresLedger, order: Order) -> int:
-    """The swap invariant: no order swaps twice. The ledger holds at most one swap per (venue, order)
-    (its key), and an order has no more swaps than legs in its route (one, unless the router split
-    it): a confirmed order has exactly one per leg, matching its tx hashes; a failed one has none.
-    Returns the number of swaps."""
-    swaps = await ledger.count_for(order.order_id)
-    decision = order.routing_decision
-    legs = [leg.venue for leg in decision.legs] if decision is not None and decision.legs else []
-    if decision is not None and not legs:
-        legs = [decision.venue]
-    assert swaps <= max(1, len(legs)), f"{order.order_id} swapped {swaps} times for {len(legs)} leg(s)"
+async def check_swaps(chain: Any, order: Order) -> int:
+    """The swap invariant, read on the chain (the ChainNode's transactions, by memo): an order has at
+    most one landed transaction; a confirmed order's is the one it reports (with every leg of its
+    route in it), a failed order has none. Returns the number of legs swapped."""
+    landed = [tx for tx in await scan_node(chain) if tx.memo == order.order_id and tx.error is None]
+    assert len(landed) <= 1, f"{order.order_id} landed {len(landed)} transactions"
     if order.status is OrderStatus.CONFIRMED:
-        assert swaps == len(legs), f"{order.order_id}: {swaps} swaps for {len(legs)} leg(s)"
-        hashes: set[str | None] = set(order.tx_hashes) if order.tx_hashes else {order.tx_hash}
-        for venue in legs:
-            swap = await ledger.find(venue, order.order_id)
-            assert swap is not None and swap.tx_hash in hashes, (order.order_id, venue, swap)
-    else:
-        assert swaps == 0, f"{order.order_id} is {order.status.value} but {swaps} swap(s) were made for it: {order.failure_reason}"
-    return swaps
+        assert len(landed) == 1 and landed[0].signature == order.tx_hash, (order.order_id, order.tx_hash, landed)
+        return len(order.tx_hashes or [order.tx_hash])
+    assert not landed, f"{order.order_id} is {order.status.value} but landed {landed[0].signature}: {order.failure_reason}"
+    return 0

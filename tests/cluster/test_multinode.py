@@ -97,7 +97,7 @@ async def test_actors_spread_over_nodes_and_orders_flow(three_nodes: ClusterRun,
             order = await db.journal.get(order_id)
             assert order is not None and order.status is OrderStatus.CONFIRMED, order
             assert events[-1].status is OrderStatus.CONFIRMED
-            await check_swaps(db.ledger, order)
+            await check_swaps(actors.chain, order)
         streams = await followed
         for order_id, stream in streams.items():
             assert stream["outcome"] == "closed" and stream["close_code"] == 1000, (order_id, stream)

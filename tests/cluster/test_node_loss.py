@@ -157,7 +157,7 @@ async def test_worker_node_lost_with_orders_in_flight(cluster: ClusterRun, db: S
             terminal = [e for e in events if is_terminal(e.status)]
             assert len(terminal) == 1 and events[-1] is terminal[0], (order_id, [e.status for e in events])
             assert [e.seq for e in events] == list(range(1, len(events) + 1)), (order_id, [e.seq for e in events])
-            swaps = await check_swaps(db.ledger, order)
+            swaps = await check_swaps(actors.chain, order)
             split += swaps > 1
             swapped += swaps
             outcome[order.status.value] = outcome.get(order.status.value, 0) + 1
