@@ -39,7 +39,7 @@ class Wallets:
     async def _ensure(self, account: str) -> str:
         owner = self.address(account)
         if self.faucet is not None and account not in self._funded:
-            specs = [(owner, t.mint, t.decimals, int(self.funding.wallet_usd / t.reference_usd * 10**t.decimals), True) for t in TOKENS]
+            specs = [(owner, t.mint, t.decimals, self.funding.wallet_units(t), True) for t in TOKENS]
             await self.faucet.ensure_accounts(specs)
             self._funded.add(account)
         return owner

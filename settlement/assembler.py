@@ -13,7 +13,7 @@ from solders.signature import Signature
 from engine.chain import Chain
 from engine.models import VenueName
 from engine.settlement import Faucet, LegRequest, LegTerms, NotAllowedToSign, PendingTx, SettlingVenue, SignedSwap
-from engine.tokens import BY_MINT, decimals_of
+from engine.tokens import BY_MINT, Token, decimals_of
 from settlement.keys import Keyring
 from settlement.swap_tx import assemble, swap_message
 
@@ -25,6 +25,10 @@ class Funding:
     wallet_usd: float = 1_000_000.0
     vault_units: int = 2**62
     """A venue vault's inventory, in base units (more than any order can take)."""
+
+    def wallet_units(self, token: Token) -> int:
+        """A new wallet's base units of a listed token (at most 2**62: the chain counts in u64)."""
+        return min(int(self.wallet_usd / token.reference_usd * 10**token.decimals), 2**62)
 
 
 @dataclass
@@ -59,7 +63,7 @@ class ChainAssembler:
             if vault:
                 amount = self.funding.vault_units
             elif listed is not None:
-                amount = int(self.funding.wallet_usd / listed.reference_usd * 10**listed.decimals)
+                amount = self.funding.wallet_units(listed)
             else:
                 amount = 0
             specs.append((owner, mint, decimals_of(mint), amount, not vault))

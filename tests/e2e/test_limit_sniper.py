@@ -7,7 +7,6 @@ import secrets
 import time
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.e2e.wsclient import follow, statuses
@@ -156,12 +155,10 @@ async def test_large_order_is_split_across_both_venues(engine: EngineProcess) ->
     assert submitted["message"] == f"Transactions submitted to {legs[0]['dex']} and {legs[1]['dex']}"
     confirmed = messages[-1]["data"]
     assert messages[-1]["status"] == "confirmed" and len(confirmed["txHashes"]) == 2 and confirmed["txHash"] == confirmed["txHashes"][0]
-    conn = await asyncpg.connect(engine.stores.database_url)
-    try:
-        rows = await conn.fetch("SELECT venue, tx_hash FROM venue_swaps WHERE order_id = $1", order_id)
-    finally:
-        await conn.close()
-    assert sorted(r["tx_hash"] for r in rows) == sorted(confirmed["txHashes"])
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        landed = (await client.get(f"/api/chain/orders/{order_id}")).json()["transactions"]
+    assert [t["signature"] for t in landed] == [confirmed["txHash"]] == sorted(set(confirmed["txHashes"]))
+    assert len(landed[0]["signers"]) == 3  # one transaction: the trader and both venues signed every leg
 
 
 async def test_list_orders_filters_and_pages_newest_first(engine: EngineProcess) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import redis.asyncio as aioredis
 import websockets
 
@@ -52,12 +53,19 @@ async def test_full_lifecycle_persists_and_leaves_the_active_set(engine: EngineP
     try:
         row = await conn.fetchrow("SELECT status, tx_hash FROM orders WHERE order_id = $1", order_id)
         trail = [r["status"] for r in await conn.fetch("SELECT status FROM order_events WHERE order_id = $1 ORDER BY seq", order_id)]
-        swaps = await conn.fetch("SELECT tx_hash FROM venue_swaps WHERE order_id = $1", order_id)
     finally:
         await conn.close()
     assert row["status"] == "confirmed" and row["tx_hash"] == confirmed["txHash"]
     assert trail == HAPPY
-    assert [s["tx_hash"] for s in swaps] == [confirmed["txHash"]]
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        landed = (await client.get(f"/api/chain/orders/{order_id}")).json()["transactions"]
+        tx = (await client.get(f"/api/chain/tx/{confirmed['txHash']}")).json()
+        wallet = (await client.get("/api/wallet")).json()
+    assert [t["signature"] for t in landed] == [confirmed["txHash"]] and landed[0]["succeeded"]
+    assert tx["orderId"] == order_id and tx["memo"] == order_id and tx["signers"][0] == wallet["address"]
+    mine = {c["token"]: c["change"] for c in tx["tokenChanges"] if c["owner"] == wallet["address"]}
+    assert mine["SOL"] == pytest.approx(-3.0)  # the order sold 3 SOL: the chain says so, in its own units
+    assert mine["USDC"] == pytest.approx(confirmed["executionAmount"])
     redis = aioredis.Redis.from_url(engine.stores.redis_url)
     try:
         assert not await redis.sismember(f"{engine.stores.redis_prefix}active", order_id)
@@ -73,11 +81,9 @@ async def test_many_clients_on_one_order_see_the_same_sequence_and_it_runs_once(
     assert all(seq == sequences[0] for seq in sequences)
     assert [s for _, s in sequences[0]] == HAPPY
     assert all(code == 1000 for _, code in results)
-    conn = await asyncpg.connect(engine.stores.database_url)
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM venue_swaps WHERE order_id = $1", order_id) == 1
-    finally:
-        await conn.close()
+    async with httpx.AsyncClient(base_url=engine.url) as client:
+        landed = (await client.get(f"/api/chain/orders/{order_id}")).json()["transactions"]
+    assert len([t for t in landed if t["succeeded"]]) == 1  # counted on the chain
 
 
 async def test_late_join_replays_the_whole_history(engine: EngineProcess) -> None:
