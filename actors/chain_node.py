@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from engine.adapters.settlement_store import PostgresSettlementStore
-from engine.chain import Chain, ChainTx, RecentBlockhash, SendResult, StatusReport
+from engine.chain import Chain, ChainTx, ChainUnavailable, RecentBlockhash, SendResult, StatusReport
 from engine.clock import SystemClock
 from engine.logs import setup_logging
 from engine.models import VenueName
@@ -58,36 +59,43 @@ class ChainNode:
 
 
 class ChainClient:
-    """The ChainNode actor as :class:`engine.chain.Chain` and :class:`engine.settlement.Faucet`."""
+    """The ChainNode actor as :class:`engine.chain.Chain` and :class:`engine.settlement.Faucet`. A lost
+    or restarting actor is :class:`engine.chain.ChainUnavailable`."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
+    async def _call(self, ref: Any) -> Any:
+        try:
+            return await ref
+        except (RayActorError, ActorUnavailableError) as exc:
+            raise ChainUnavailable(f"chain node unreachable ({type(exc).__name__})") from exc
+
     async def latest_blockhash(self) -> RecentBlockhash:
-        result: RecentBlockhash = await self.handle.latest_blockhash.remote()
+        result: RecentBlockhash = await self._call(self.handle.latest_blockhash.remote())
         return result
 
     async def send(self, raw: bytes) -> SendResult:
-        result: SendResult = await self.handle.send.remote(raw)
+        result: SendResult = await self._call(self.handle.send.remote(raw))
         return result
 
     async def statuses(self, signatures: Sequence[str]) -> StatusReport:
-        result: StatusReport = await self.handle.statuses.remote(list(signatures))
+        result: StatusReport = await self._call(self.handle.statuses.remote(list(signatures)))
         return result
 
     async def transaction(self, signature: str) -> ChainTx | None:
-        result: ChainTx | None = await self.handle.transaction.remote(signature)
+        result: ChainTx | None = await self._call(self.handle.transaction.remote(signature))
         return result
 
     async def token_balances(self, owner: str, mints: Sequence[str]) -> dict[str, int]:
-        result: dict[str, int] = await self.handle.token_balances.remote(owner, list(mints))
+        result: dict[str, int] = await self._call(self.handle.token_balances.remote(owner, list(mints)))
         return result
 
     async def ensure_accounts(self, specs: Sequence[tuple[str, str, int, int, bool]]) -> None:
-        await self.handle.ensure_accounts.remote(list(specs))
+        await self._call(self.handle.ensure_accounts.remote(list(specs)))
 
     async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
-        result: list[ChainTx] = await self.handle.transactions_with_memo.remote(signer, memo)
+        result: list[ChainTx] = await self._call(self.handle.transactions_with_memo.remote(signer, memo))
         return result
 
 

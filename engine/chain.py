@@ -14,6 +14,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from engine.errors import EngineError
+
+
+class ChainUnavailable(EngineError):
+    """The chain (its node, or the RPC endpoint) did not answer; what was asked may be asked again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"chain unavailable: {self.reason}"
+
 
 @dataclass(frozen=True, slots=True)
 class RecentBlockhash:

@@ -14,16 +14,19 @@ store, the assembler that prices, builds and signs). No Solana library is import
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from engine.chain import Chain, ChainTx, SendOutcome, TxState
+from engine.chain import Chain, ChainTx, ChainUnavailable, SendOutcome, TxState
 from engine.clock import Clock
-from engine.errors import EngineError, TransientVenueError
+from engine.errors import EngineError, StoreUnavailable, TransientVenueError
 from engine.models import DexQuote, SwapResult, VenueName
+
+T = TypeVar("T")
 
 
 def to_base_units(amount: float, decimals: int) -> int:
@@ -222,11 +225,23 @@ class Settlement:
     resend_s: float = 2.0
     checkpoint: Checkpoint = field(default=no_checkpoint)
     one_transaction: bool = True
+    outage_delays_s: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+    """Waits between tries while the store or the chain is unreachable (the last one repeats): an order
+    with a transaction in flight waits an outage out rather than give up on what may have landed."""
+
+    async def _patient(self, op: Callable[[], Awaitable[T]]) -> T:
+        tries = 0
+        while True:
+            try:
+                return await op()
+            except (StoreUnavailable, ChainUnavailable):
+                await self.clock.sleep(self.outage_delays_s[min(tries, len(self.outage_delays_s) - 1)])
+                tries += 1
 
     async def landed(self, order_id: str) -> dict[VenueName, SwapResult]:
         """The swaps of the order's persisted transaction if it lands (following it until it lands
         or can no longer); empty when none is persisted or it can never land."""
-        pending = await self.store.load(order_id)
+        pending = await self._patient(lambda: self.store.load(order_id))
         if pending is None:
             return {}
         return await self._follow(pending) or {}
@@ -236,15 +251,19 @@ class Settlement:
     ) -> list[SwapResult]:
         """Land exactly one transaction for the order (following one already persisted first)."""
         while True:
-            pending = await self.store.load(order_id)
+            pending = await self._patient(lambda: self.store.load(order_id))
             if pending is not None:
                 found = await self._follow(pending)
                 if found:
                     return list(found.values())
-            signed = await self.assembler.assemble(order_id, account, legs, may_sign)
+            try:
+                signed = await self.assembler.assemble(order_id, account, legs, may_sign)
+            except ChainUnavailable as exc:  # nothing was signed: the workflow may try again later
+                raise TransientVenueError("chain", str(exc)) from exc
             await self.checkpoint("signed", order_id)
-            if not await self.store.save(signed.pending, pending.signature if pending else None):
-                continue  # another run persisted its transaction first: follow that one
+            replaces = pending.signature if pending else None
+            if not await self._patient(functools.partial(self.store.save, signed.pending, replaces)):
+                continue  # another run persisted its transaction first (or ours, its answer lost): follow it
             await self.checkpoint("persisted", order_id)
             found = await self._follow(signed.pending)
             if found:
@@ -255,10 +274,10 @@ class Settlement:
         """Send and poll until it lands (its swaps) or can never land (None)."""
         next_send = 0.0
         while True:
-            report = await self.chain.statuses([pending.signature])
+            report = await self._patient(lambda: self.chain.statuses([pending.signature]))
             step = next_step(pending, report.block_height, report.states[0])
             if step is Step.ADOPT:
-                tx = await self.chain.transaction(pending.signature)
+                tx = await self._patient(lambda: self.chain.transaction(pending.signature))
                 if tx is not None:
                     await self.checkpoint("landed", pending.order_id)
                     return swaps_from_landed(
@@ -267,7 +286,7 @@ class Settlement:
             elif step is Step.REBUILD:
                 return None
             elif self.clock.now() >= next_send:
-                result = await self.chain.send(pending.raw)
+                result = await self._patient(lambda: self.chain.send(pending.raw))
                 next_send = self.clock.now() + self.resend_s
                 if result.outcome in (SendOutcome.ACCEPTED, SendOutcome.DUPLICATE):
                     await self.checkpoint("sent", pending.order_id)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from solders.transaction import Transaction
 
-from engine.chain import ChainTx, RecentBlockhash, SendOutcome, SendResult, StatusReport, TokenChange, TxState
+from engine.chain import ChainTx, ChainUnavailable, RecentBlockhash, SendOutcome, SendResult, StatusReport, TokenChange, TxState
 from settlement.keys import token_account
 from settlement.swap_tx import memo_of
 
@@ -37,10 +37,12 @@ class RpcChain:
         self._ids = itertools.count(1)
 
     async def _call(self, method: str, *params: Any) -> Any:
-        response = await self._client.post(
-            self.url, json={"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
-        )
-        response.raise_for_status()
+        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        try:
+            response = await self._client.post(self.url, json=payload)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ChainUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
         body = response.json()
         if "error" in body:
             raise RpcError(method, body["error"])

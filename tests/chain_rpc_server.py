@@ -24,13 +24,14 @@ class ChainRpc:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         method, params = body.get("method"), body.get("params") or []
-        try:
-            result = await getattr(self, f"rpc_{method}")(*params)
-        except _RpcFault as fault:
-            return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "error": fault.error})
-        except AttributeError:
+        handler = getattr(self, f"rpc_{method}", None)
+        if handler is None:
             error = {"code": -32601, "message": "Method not found"}
             return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "error": error})
+        try:
+            result = await handler(*params)
+        except _RpcFault as fault:
+            return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "error": fault.error})
         return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "result": result})
 
     def _context(self) -> dict[str, Any]:
@@ -97,6 +98,10 @@ class ChainRpc:
             for tx in found
         ]
 
+    async def rpc_oee_scan(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every transaction executed, from index ``since`` (what a test counts landed swaps with)."""
+        return [{"signature": tx.signature, "slot": tx.slot, "memo": tx.memo, "err": tx.error} for tx in self.chain.transactions()[since:]]
+
     async def rpc_oee_ensureAccounts(self, specs: list[list[Any]]) -> None:
         await self.chain.ensure_accounts([(str(o), str(m), int(d), int(a), bool(f)) for o, m, d, a, f in specs])
 
@@ -129,6 +134,6 @@ async def serve(port: int, ttl_s: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--ttl", type=float, default=60.0)
+    parser.add_argument("--ttl", type=float, default=60.0, help="seconds a blockhash stays valid")
     args = parser.parse_args()
     asyncio.run(serve(args.port, args.ttl))

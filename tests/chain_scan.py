@@ -23,3 +23,13 @@ async def scan_node(node: Any) -> list[ChainTx]:
     """Every transaction the ChainNode actor's chain executed (``EngineActors.chain``)."""
     found: list[ChainTx] = await node.transactions.remote()
     return found
+
+
+async def scan_rpc(url: str) -> list[ChainTx]:
+    """Every transaction the test chain server (tests/chain_rpc_server.py) executed: signature, slot, memo, error."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "oee_scan", "params": [0]})
+        response.raise_for_status()
+        return [ChainTx(t["signature"], t["slot"], (), (), t["memo"], t["err"]) for t in response.json()["result"]]

@@ -52,6 +52,7 @@ FAST_ENV = {
     "OEE_MAX_ORDER_NOTIONAL_USD": "1e15",
     "OEE_MAX_DEPTH_SHARE": "1000",
     "OEE_ACCOUNT_MAX_OPEN_NOTIONAL_USD": "1e15",
+    "OEE_CHAIN_RPC_FAUCET": "true",
 }
 
 
@@ -103,6 +104,42 @@ class PrivateRedis:
     def restart_empty(self) -> None:
         self.kill()
         self.start()
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+class PrivateChain:
+    """The chain as its own process (tests/chain_rpc_server.py over LiteSVM): like a cluster, it outlives
+    every engine a test kills, so what landed is still there to count after a restart."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = root / "chain.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.chain_rpc_server", "--port", str(self.port)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", self.port, timeout=0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chain server on {self.port} did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -336,11 +373,12 @@ class Stack:
     pg: PrivatePostgres
     database: str
     stores: TestStores
+    chain: PrivateChain
     engines: list[EngineProcess] = field(default_factory=list)
 
     def engine(self, **env: str) -> EngineProcess:
-        """An engine (not started) on this stack's stores, with fast venues and the rate limit lifted."""
-        proc = EngineProcess(self.stores, {**FAST_ENV, **env}, port=free_port())
+        """An engine (not started) on this stack's stores and chain, with fast venues and the rate limit lifted."""
+        proc = EngineProcess(self.stores, {**FAST_ENV, "OEE_CHAIN_RPC_URL": self.chain.url, **env}, port=free_port())
         self.engines.append(proc)
         return proc
 
@@ -353,7 +391,9 @@ class Stacks:
         root = Path(tempfile.mkdtemp(prefix="oee-rel-", dir="/tmp"))
         redis: PrivateRedis | None = None
         pg: PrivatePostgres | None = None
+        chain = PrivateChain(root)
         try:
+            chain.start()
             redis = PrivateRedis(root)
             redis.start()
             pg = PrivatePostgres(root)
@@ -366,10 +406,11 @@ class Stacks:
                     pg.stop("immediate")
             if redis is not None:
                 redis.kill()
+            chain.kill()
             shutil.rmtree(root, ignore_errors=True)
             raise
         stores = TestStores(pg.url(database), redis.url, f"oee-rel-{secrets.token_hex(3)}:")
-        stack = Stack(root, redis, pg, database, stores)
+        stack = Stack(root, redis, pg, database, stores, chain)
         self.stacks.append(stack)
         return stack
 
@@ -396,6 +437,7 @@ class Stacks:
             with contextlib.suppress(Exception):
                 stack.pg.stop("fast")
             stack.redis.kill()
+            stack.chain.kill()
             shutil.rmtree(stack.root, ignore_errors=True)
         self.stacks.clear()
         return problems

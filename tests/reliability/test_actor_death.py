@@ -81,9 +81,9 @@ async def _move_sol_usdc(url: str, percent: float) -> None:
             assert moved.status_code == 200, moved.text
 
 
-async def _check_completed_once(db: str, ids: list[str], label: str) -> Any:
+async def _check_completed_once(db: str, ids: list[str], label: str, chain_url: str) -> Any:
     await wait_terminal(db, ids, timeout_s=180)
-    result = await audit(db, ids)
+    result = await audit(db, ids, chain_url)
     print(f"{label}: {result.line()}")
     assert not result.problems(), result.problems()
     assert result.by_status["confirmed"] == len(ids), (dict(result.by_status), dict(result.failure_reasons))
@@ -97,7 +97,7 @@ async def test_executor_killed_mid_swap(engine: tuple[Stack, EngineProcess], ray
     await wait_status(db, ids, "submitted", at_least=2, timeout_s=30)
     running = await raytool.attr("order_executor_0", "running")
     before, after, restart_s = await raytool.kill_and_wait_restart("order_executor_0")
-    result = await _check_completed_once(db, ids, "executor kill")
+    result = await _check_completed_once(db, ids, "executor kill", stack.chain.url)
     ours = [line for line in log_lines(engine_log(proc), r"executor lost the order|adopting swap") if any(i in line for i in ids)]
     print(
         f"executor kill: order_executor_0 pid {before} -> {after} (back in {restart_s:.1f} s), {running} orders running on it; "
@@ -123,15 +123,15 @@ async def test_quoter_killed_mid_swap(engine: tuple[Stack, EngineProcess], rayto
     finally:
         await conn.close()
     venue = venues.most_common(1)[0][0]
-    in_flight = await raytool.attr(f"{venue}_quoter", "_venue._inflight")
+    in_flight = await raytool.attr(f"{venue}_quoter", "_venue.committing")
     before, after, restart_s = await raytool.kill_and_wait_restart(f"{venue}_quoter")
-    result = await _check_completed_once(db, ids, "quoter kill")
+    result = await _check_completed_once(db, ids, "quoter kill", stack.chain.url)
     print(
         f"quoter kill: {venue}_quoter pid {before} -> {after} (back in {restart_s:.1f} s) with {in_flight} swaps in flight; "
         f"orders retried {len(result.retried)}, confirmed {result.by_status['confirmed']}/{len(ids)}, "
         f"swaps/order {dict(result.swaps_per_order)}, double swaps {len(result.double_swaps)}"
     )
-    assert in_flight is None or in_flight >= 1, "no swap was in flight at the killed quoter: the test proved nothing"
+    assert in_flight is None or in_flight >= 1, "no leg was being agreed at the killed quoter: the test proved nothing"
 
 
 async def test_status_hub_killed_streams_resume_in_order(engine: tuple[Stack, EngineProcess], raytool: RayTool) -> None:
@@ -157,7 +157,7 @@ async def test_status_hub_killed_streams_resume_in_order(engine: tuple[Stack, En
     late_ids, _ = await submit_orders(proc.url, 3, start=300)  # then new streams on the restarted hub
     late_streams = await asyncio.gather(*(follow_timed(proc.ws_url, i, timeout_s=90) for i in late_ids))
     everything = ids + late_ids
-    result = await _check_completed_once(db, everything, "hub kill")
+    result = await _check_completed_once(db, everything, "hub kill", stack.chain.url)
 
     lags: list[float] = []
     baseline: list[float] = []

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.chain_scan import scan_rpc
 from tests.reliability.conftest import Stacks
 from tests.reliability.helpers import (
     all_order_ids,
@@ -31,6 +32,8 @@ from tests.reliability.helpers import (
 pytestmark = pytest.mark.slow
 
 ENV = {"OEE_SWAP_LATENCY_MS": "800-1200", "OEE_MAX_CONCURRENT_ORDERS": "10"}
+CHAIN_SLOT_S = 0.4
+"""A block of the test chain server (its default): a slot times this is the wall time it landed at."""
 DOWN_S = 4.0  # longer than a swap: the venue work of the orders in flight ends during the outage
 
 
@@ -59,18 +62,21 @@ async def test_postgres_down_refuses_new_orders_and_running_ones_finish(stacks: 
 
     await wait_terminal(db, ids, timeout_s=60)
     written_s = time.time() - up_at
-    result = await audit(db, ids)
+    result = await audit(db, ids, stack.chain.url)
+    # A transaction is persisted before it is sent: whatever landed while PostgreSQL was down was stored before.
+    landed = [tx for tx in await scan_rpc(stack.chain.url) if tx.error is None and tx.memo in set(ids)]
+    during = [tx for tx in landed if down_at <= tx.slot * CHAIN_SLOT_S <= up_at]
     conn = await pg_connect(db)
     try:
-        during = await conn.fetchval(
-            "SELECT count(*) FROM venue_swaps WHERE order_id = any($1::text[]) "
-            "AND executed_at BETWEEN to_timestamp($2) AND to_timestamp($3)",
-            ids,
-            down_at,
-            up_at,
-        )
+        saved = {
+            r["signature"]: float(r["saved"])
+            for r in await conn.fetch(
+                "SELECT signature, extract(epoch from saved_at) AS saved FROM order_settlements WHERE order_id = any($1::text[])", ids
+            )
+        }
     finally:
         await conn.close()
+    unsaved = [tx.signature for tx in during if tx.signature not in saved or saved[tx.signature] > down_at]
     stored = await all_order_ids(db)
     left = await redis_leftovers(stack.stores, ids)
     async with httpx.AsyncClient(base_url=engine.url, timeout=30) as client:
@@ -85,7 +91,7 @@ async def test_postgres_down_refuses_new_orders_and_running_ones_finish(stacks: 
     print(
         f"\npostgres down {up_at - down_at:.1f} s with {len(ids)} orders in flight: /health {health.status_code} "
         f"postgres={checks.get('postgres', '?')[:60]!r}; POST x{len(posts)} -> {sorted(set(codes))} (slowest {slowest:.2f} s); "
-        f"GET of an order {lookup.status_code}; swaps that landed during the outage {during}; all final states written "
+        f"GET of an order {lookup.status_code}; swaps that landed during the outage {len(during)}; all final states written "
         f"{written_s:.1f} s after PostgreSQL came back; rows {len(stored)} for {len(ids)} accepted"
     )
     print(f"postgres: {result.line()}")
@@ -97,7 +103,8 @@ async def test_postgres_down_refuses_new_orders_and_running_ones_finish(stacks: 
     assert lookup.status_code in (200, 503), lookup.text  # from Redis, or a clean 503; never a 500
     assert not result.problems(), result.problems()
     assert result.by_status["confirmed"] == len(ids), (dict(result.by_status), dict(result.failure_reasons))
-    assert during >= 1, "no swap landed while PostgreSQL was down: the venue work did not go on through the outage"
+    assert not unsaved, f"landed while PostgreSQL was down without having been stored first: {unsaved}"
+    assert {tx.memo for tx in landed} == set(ids) and len(landed) == len(ids)
     assert sorted(stored) == sorted(ids), "an order was stored while PostgreSQL was down (or an accepted one is missing)"
     stale = await api_disagreements(engine.url, db, ids)
     assert not stale, f"GET /api/orders/{{id}} disagrees with PostgreSQL (seen, truth): {stale}"
@@ -107,4 +114,4 @@ async def test_postgres_down_refuses_new_orders_and_running_ones_finish(stacks: 
     assert retry.status_code == 202 and "already accepted" not in retry.json()["message"], retry.text
     retried = str(retry.json()["orderId"])
     await wait_terminal(db, [retried], timeout_s=30)
-    assert (await audit(db, [retried])).by_status["confirmed"] == 1
+    assert (await audit(db, [retried], stack.chain.url)).by_status["confirmed"] == 1

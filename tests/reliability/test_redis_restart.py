@@ -81,7 +81,7 @@ async def test_redis_restarted_empty_mid_flight(stacks: Stacks) -> None:
     late = [order_id for code, order_id in answers if code == 202 and order_id]
     everything = ids + late
     await wait_terminal(db, everything, timeout_s=60)
-    result = await audit(db, everything)
+    result = await audit(db, everything, stack.chain.url)
     left = await redis_leftovers(stack.stores, everything)
     stored = await all_order_ids(db)
     rebuilt = f"{rebuilt_s:.1f} s" if rebuilt_s is not None else "not seen (no epoch key)"

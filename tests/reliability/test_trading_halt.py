@@ -62,7 +62,7 @@ async def test_a_halt_survives_a_restart_and_an_empty_redis(stacks: Stacks) -> N
         accepted = await client.post("/api/orders/execute", json=ORDER)
         assert accepted.status_code == 202
         history = (await client.get("/api/admin/trading-state")).json()["history"]
-    result = await audit(db, ids)
+    result = await audit(db, ids, stack.chain.url)
     assert not result.problems(), result.problems()
     assert set(result.by_status) == {"confirmed"}, result.by_status
     assert [(h["state"], h["reason"]) for h in history[:2]] == [("active", "drill over"), ("halted", "restart drill")]

@@ -121,6 +121,8 @@ class SimulatedVenue:
     """Holds the venue's authority (it co-signs swaps out of its vaults); None: it cannot settle on a chain."""
     _pools: dict[frozenset[str], _LivePool] = field(init=False, default_factory=dict)
     _agreed: dict[str, list[LegTerms]] = field(init=False, default_factory=dict)
+    committing: int = field(init=False, default=0)
+    """Legs being agreed right now (inside the simulated swap latency)."""
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
 
     def __post_init__(self) -> None:
@@ -227,7 +229,11 @@ class SimulatedVenue:
         simulated swap latency; refuse below ``min_amount_out``. The pool moves as if it traded."""
         authority = str(self._authority().pubkey())
         low, high = self.timing.swap_latency_s
-        await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
+        self.committing += 1
+        try:
+            await self.clock.sleep(self.rng.uniform(low, high) if high > low else low)
+        finally:
+            self.committing -= 1
         self.calls["swap"] += 1
         self._maybe_fault("transaction send")
         live = self._pool(quote.token_in, quote.token_out)
