@@ -143,6 +143,11 @@ class AsyncClient:
         answer: dict[str, Any] = await self._request("GET", f"/api/chain/tx/{signature}")
         return answer
 
+    async def order_transactions(self, order_id: str) -> dict[str, Any]:
+        """Every transaction on the chain that settles the order (at most one landed)."""
+        answer: dict[str, Any] = await self._request("GET", f"/api/chain/orders/{order_id}")
+        return answer
+
     # ------------------------------------------------------------------ streams
 
     def _ws_headers(self) -> dict[str, str]:

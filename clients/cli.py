@@ -333,6 +333,12 @@ def tx(signature: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
 
 
 @app.command()
+def landed(order_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """What landed on the chain for an order: its transactions, found by the memo (at most one succeeded)."""
+    console.print_json(json.dumps(run(lambda client: client.order_transactions(order_id), url, api_key)))
+
+
+@app.command()
 def wallet(url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
     """Your trading wallet's balances, from the chain."""
     console.print_json(json.dumps(run(lambda client: client.wallet(), url, api_key)))

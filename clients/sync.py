@@ -94,6 +94,9 @@ class Client:
     def transaction(self, signature: str) -> dict[str, Any]:
         return self._run(self._aio.transaction(signature))
 
+    def order_transactions(self, order_id: str) -> dict[str, Any]:
+        return self._run(self._aio.order_transactions(order_id))
+
 
 async def _make(url: str, api_key: str | None, timeout_s: float) -> AsyncClient:
     return AsyncClient(url, api_key, timeout_s)

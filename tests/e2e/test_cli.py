@@ -87,3 +87,20 @@ def test_events_tails_the_account_stream(engine: EngineProcess) -> None:
     assert tail.returncode == 0, tail.stderr
     events = lines(tail)
     assert len(events) == 5 and [e["eventId"] for e in events] == sorted(e["eventId"] for e in events)
+
+
+def test_tx_wallet_and_landed_read_the_chain(engine: EngineProcess) -> None:
+    done = oee(engine, "submit", "SOL", "USDC", "0.5", "--follow", "--json")
+    assert done.returncode == 0, done.stderr
+    accepted, *updates = lines(done)
+    signature = updates[-1]["data"]["txHash"]
+    tx = oee(engine, "tx", signature)
+    assert tx.returncode == 0, tx.stderr
+    landed = json.loads(tx.stdout)
+    assert landed["signature"] == signature and landed["orderId"] == accepted["orderId"] and landed["succeeded"]
+    wallet = oee(engine, "wallet")
+    assert wallet.returncode == 0 and json.loads(wallet.stdout)["address"] == landed["signers"][0]
+    found = oee(engine, "landed", accepted["orderId"])
+    assert found.returncode == 0 and [t["signature"] for t in json.loads(found.stdout)["transactions"]] == [signature]
+    unknown = oee(engine, "tx", "1" * 64)
+    assert unknown.returncode == 2 and "not found" in unknown.stderr
