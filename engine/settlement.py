@@ -46,6 +46,9 @@ class PendingTx:
     signature: str
     raw: bytes
     last_valid_height: int
+    venue_window_ms: tuple[float, float] | None = field(default=None, compare=False)
+    """Epoch ms the venues were asked for the legs' terms and had agreed them (their own time, for the
+    benchmark's overhead; not part of any decision)."""
 
 
 class Step(StrEnum):

@@ -4,6 +4,7 @@ then each venue's. Implements :class:`engine.settlement.TxAssembler`."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,9 +75,11 @@ class ChainAssembler:
         self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
     ) -> SignedSwap:
         trader = self.keyring.wallet(account)
+        asked_ms = time.time() * 1000
         terms: list[LegTerms] = list(
             await asyncio.gather(*(self.venues[leg.quote.venue].commit_leg(order_id, leg.quote, leg.min_amount_out) for leg in legs))
         )
+        agreed_ms = time.time() * 1000
         owner = str(trader.pubkey())
         await self.fund(owner, sorted({t.mint_in for t in terms} | {t.mint_out for t in terms}), vault=False)
         for t in terms:
@@ -91,5 +94,5 @@ class ChainAssembler:
         for t, signature in zip(terms, cosigned, strict=True):
             signatures[Pubkey.from_string(t.authority)] = Signature.from_bytes(signature)
         tx = assemble(message, signatures)
-        pending = PendingTx(order_id, str(tx.signatures[0]), bytes(tx), blockhash.last_valid_height)
+        pending = PendingTx(order_id, str(tx.signatures[0]), bytes(tx), blockhash.last_valid_height, (asked_ms, agreed_ms))
         return SignedSwap(pending, tuple(terms))

@@ -14,7 +14,10 @@ SETTLEMENT_MIGRATIONS: tuple[tuple[int, str], ...] = (
             signed_tx bytea NOT NULL,
             last_valid_height bigint NOT NULL,
             replaced integer NOT NULL DEFAULT 0,
-            saved_at timestamptz NOT NULL DEFAULT now()
+            saved_at timestamptz NOT NULL DEFAULT now(),
+            -- the venues' own time for the legs (asked, agreed): the benchmark subtracts it from an order's time
+            legs_asked_at timestamptz,
+            legs_agreed_at timestamptz
         );
         CREATE INDEX order_settlements_signature_idx ON order_settlements (signature);
         -- The simulated venues' ledger deduplicated swaps by (venue, order_id); the protocol does that now.

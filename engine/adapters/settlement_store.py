@@ -30,26 +30,32 @@ class PostgresSettlementStore:
         return PendingTx(order_id, row["signature"], bytes(row["signed_tx"]), int(row["last_valid_height"]))
 
     async def save(self, pending: PendingTx, replaces: str | None) -> bool:
+        window: tuple[float | None, float | None] = pending.venue_window_ms or (None, None)
+
         async def op() -> str | None:
             async with self.pool.acquire() as conn:
                 if replaces is None:
                     saved: str | None = await conn.fetchval(
-                        "INSERT INTO order_settlements (order_id, signature, signed_tx, last_valid_height) VALUES ($1, $2, $3, $4) "
+                        "INSERT INTO order_settlements (order_id, signature, signed_tx, last_valid_height, legs_asked_at, legs_agreed_at) "
+                        "VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0), to_timestamp($6 / 1000.0)) "
                         "ON CONFLICT (order_id) DO NOTHING RETURNING signature",
                         pending.order_id,
                         pending.signature,
                         pending.raw,
                         pending.last_valid_height,
+                        *window,
                     )
                     return saved
                 replaced: str | None = await conn.fetchval(
                     "UPDATE order_settlements SET signature = $2, signed_tx = $3, last_valid_height = $4, replaced = replaced + 1, "
-                    "saved_at = now() WHERE order_id = $1 AND signature = $5 RETURNING signature",
+                    "saved_at = now(), legs_asked_at = to_timestamp($6 / 1000.0), legs_agreed_at = to_timestamp($7 / 1000.0) "
+                    "WHERE order_id = $1 AND signature = $5 RETURNING signature",
                     pending.order_id,
                     pending.signature,
                     pending.raw,
                     pending.last_valid_height,
                     replaces,
+                    *window,
                 )
                 return replaced
 

@@ -58,11 +58,12 @@ async def overhead_phase(engine: EngineRun, mode: Mode, quote_ms: float, usages:
             "ORDER BY order_id, seq",
             backlog.accepted,
         )
-        # The venue's own time for each order's swaps (its legs run at once): from the first leg's
-        # arrival at a venue to the last leg's landing, as the venues recorded them.
+        # The venues' own time for each order's legs (asked at once): from asking them for the legs'
+        # terms to all of them agreed, as stored with the order's transaction. Signing, storing,
+        # sending and landing the transaction come after, and count as the engine's.
         swap_rows = await pool.fetch(
-            "SELECT order_id, extract(epoch from min(sent_at)) * 1000 AS sent, extract(epoch from max(executed_at)) * 1000 AS landed "
-            "FROM venue_swaps WHERE order_id = ANY($1::text[]) AND sent_at IS NOT NULL GROUP BY order_id",
+            "SELECT order_id, extract(epoch from legs_asked_at) * 1000 AS sent, extract(epoch from legs_agreed_at) * 1000 AS landed "
+            "FROM order_settlements WHERE order_id = ANY($1::text[]) AND legs_asked_at IS NOT NULL",
             backlog.accepted,
         )
     finally:
@@ -84,7 +85,7 @@ async def overhead_phase(engine: EngineRun, mode: Mode, quote_ms: float, usages:
             excluded[f"ended {ended}" if ended != "confirmed" else "confirmed after a retry or re-quote"] += 1
             continue
         if oid not in at_venue:
-            excluded["no swap recorded by a venue"] += 1
+            excluded["no transaction stored"] += 1
             continue
         at = {s: t for s, t in trail}
         sent, landed = at_venue[oid]
@@ -95,8 +96,8 @@ async def overhead_phase(engine: EngineRun, mode: Mode, quote_ms: float, usages:
             "dispatch_ms (routing.at - pending.at)": at["routing"] - at["pending"],
             "routing_excess_ms (building.at - routing.at - quote)": routing_stage - quote_ms,
             "build_to_submit_ms (submitted.at - building.at)": at["submitted"] - at["building"],
-            "to_venue_ms (swap sent_at - submitted.at)": sent - at["submitted"],
-            "after_landing_ms (confirmed.at - swap executed_at)": at["confirmed"] - landed,
+            "to_venue_ms (legs asked - submitted.at)": sent - at["submitted"],
+            "after_venue_ms (confirmed.at - legs agreed: sign, store, send, land)": at["confirmed"] - landed,
         }
         order_overhead = total - quote_ms - (landed - sent)  # = the sum of the stages above
         if index < mode.overhead_warmup:
@@ -109,7 +110,7 @@ async def overhead_phase(engine: EngineRun, mode: Mode, quote_ms: float, usages:
             {"submitted_nth": index, "order_id": oid, "overhead_ms": round(order_overhead, 2)}
             | {k.split(" ")[0]: round(v, 2) for k, v in stages.items()}
         )
-        parts["venue_swap_ms (executed_at - sent_at)"].append(landed - sent)
+        parts["venue_swap_ms (legs agreed - legs asked)"].append(landed - sent)
         parts["routing_stage_ms"].append(routing_stage)
         parts["swap_stage_ms"].append(swap_stage)
         parts["total_ms"].append(total)
