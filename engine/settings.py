@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     )
     chain_fault_step: str | None = Field(default=None, description="Tests: a protocol step to fail after (engine.settlement.STEPS)")
     chain_fault_rate: float = Field(default=0.0, ge=0, le=1, description="Tests: the chance of the fault at that step")
-    chain_fault_mode: str = Field(default="raise", description="Tests: raise (the run dies) or exit (the process dies)")
+    chain_fault_mode: Literal["raise", "exit", "hang"] = Field(
+        default="raise", description="Tests: raise (the run dies), exit (its process dies) or hang (it stops there, for a kill -9)"
+    )
+    chain_fault_marker: str | None = Field(default=None, description="Tests: a file touched when a run hangs at the fault")
 
     watch_interval_ms: float = Field(default=250.0, gt=0, description="How often waiting LIMIT/SNIPER orders are checked")
     sim_admin: bool = Field(default=False, description="Enable /api/sim/* (list a pool, move a price): simulation only")
