@@ -1,7 +1,7 @@
 """Actor death mid-order: ``ray.kill`` (Ray restarts the actor) an OrderExecutor, a quoter, the StatusHub.
 
-An order hit by the kill completes exactly once (one terminal state, one swap, the ledger's tx
-hash); WebSocket clients of a killed hub still get every event, in order, once, and their
+An order hit by the kill completes exactly once (one terminal state, one landed transaction on the
+chain, the order naming its signature); WebSocket clients of a killed hub still get every event, in order, once, and their
 streams go live again once the hub is back (not only through the 5 s PostgreSQL catch-up).
 """
 

@@ -1,7 +1,8 @@
 """Whole-engine crash: kill -9 every engine process (Ray included) with ~50 orders in flight, then start again.
 
-Every order that got a 202 must reach exactly one terminal state, with at most one swap per
-route leg in the venues' ledger and the orders row naming the ledger's tx hash, within 10 s of
+Every order that got a 202 must reach exactly one terminal state, with at most one landed
+transaction on the chain (its own process, so it outlives the engine) and the orders row naming
+that transaction's signature, within 10 s of
 the restart (counted from the moment the restarted engine answers /health) plus the venue time
 its remaining orders need.
 """
