@@ -3,10 +3,10 @@
 In that order, each answer before anything is stored:
 
 * 503 ``Trading halted`` if the order's scope is halted;
-* 422 ``Insufficient funds`` when the account's wallet holds less of ``tokenIn`` than the order sells
-  (read from the chain; 503 if the chain does not answer);
 * 422 ``Risk check failed`` with one detail per broken rule (``max_notional``, ``max_depth_share``,
   ``max_open_notional``);
+* 422 ``Insufficient funds`` when the account's wallet holds less of ``tokenIn`` than the order sells
+  (read from the chain; 503 if the chain does not answer);
 * 429 ``Too many requests`` over the account's rate or open-order cap, with ``Retry-After`` and the
   ``RateLimit-*`` headers; 503 with ``Retry-After`` when the engine's queue is full;
 * then intake as before (503 if a store is down), and 202 with the ``RateLimit-*`` headers.
@@ -56,6 +56,10 @@ async def submit(here: Edge, who: Principal, request: OrderRequest, key: str | N
     halt = (await guard.trading_states()).halt_for(request.token_in, request.token_out)
     if halt is not None:
         return halted(halt)
+    limits = await guard.limits_for(who.account)
+    assessment = assess(request.token_in, request.token_out, request.amount, await guard.market.view(), limits)
+    if not assessment.passed or assessment.notional_usd is None:
+        return risk_failed([d.detail() for d in assessment.denials])
     try:
         short = await here.wallets.shortfall(who.account, request.token_in, request.amount)
     except Exception:  # the chain did not answer: the order is not accepted blind
@@ -63,10 +67,6 @@ async def submit(here: Edge, who: Principal, request: OrderRequest, key: str | N
         return error_response(503, "Service unavailable", "the chain is unavailable; try again")
     if short is not None:
         return error_response(422, "Insufficient funds", str(short))
-    limits = await guard.limits_for(who.account)
-    assessment = assess(request.token_in, request.token_out, request.amount, await guard.market.view(), limits)
-    if not assessment.passed or assessment.notional_usd is None:
-        return risk_failed([d.detail() for d in assessment.denials])
     order_id = new_order_id(int(now_ms))
     scope = pair_scope(request.token_in, request.token_out)
     admission = await guard.admit(who, scope, limits, order_id, assessment.notional_usd)

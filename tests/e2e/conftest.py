@@ -17,7 +17,7 @@ FAST = {
     "OEE_MAX_ORDER_NOTIONAL_USD": "1e15",
     "OEE_MAX_DEPTH_SHARE": "1000",
     "OEE_ACCOUNT_MAX_OPEN_NOTIONAL_USD": "1e15",
-    "OEE_WALLET_FUNDING_USD": "1e10",  # and a wallet that can pay for them
+    "OEE_WALLET_FUNDING_USD": "1e9",  # and a wallet that can pay for them
 }
 
 
