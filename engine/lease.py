@@ -35,17 +35,18 @@ class Lease:
         return now >= self.expires_at
 
 
-def decide(current: Lease | None, holder: str, now: float, ttl_s: float) -> Lease | None:
+def decide(current: Lease | None, holder: str, now: float, ttl_s: float, holder_gone: bool = False) -> Lease | None:
     """The lease after ``holder`` asks for it at ``now`` (the store's clock), or None if it may not
     have it: a free or expired lease is taken (token + 1), the holder's own is renewed (same token),
-    another holder's live lease is refused."""
+    another holder's live lease is refused, unless that holder is known to be gone (``holder_gone``:
+    its process no longer exists), when it is taken at once."""
     if ttl_s <= 0:
         raise ValueError("a lease needs a positive time to live")
     if current is None:
         return Lease(holder, 1, now + ttl_s)
     if current.holder == holder:
         return Lease(holder, current.token, now + ttl_s)
-    if current.expired(now):
+    if current.expired(now) or holder_gone:
         return Lease(holder, current.token + 1, now + ttl_s)
     return None
 

@@ -5,9 +5,17 @@ holder) and an expiry on the database's clock. :meth:`DispatchLease.acquire` tak
 one short transaction (the row locked while :func:`engine.lease.decide` rules), so two engines on the
 same stores never both hold it; :meth:`DispatchLease.release` frees it at an orderly stop so a
 successor need not wait out the expiry.
+
+The row also names the holder's process (host, PID namespace, PID). An engine that finds the holder's
+process gone on its own host and namespace (the previous run of a restarted engine, or an engine
+killed beside it) takes the lease at once instead of waiting out the expiry; across hosts only the
+expiry counts.
 """
 
 from __future__ import annotations
+
+import os
+import socket
 
 import asyncpg
 
@@ -21,6 +29,7 @@ class DispatchLease:
         self.scope = scope
         self.holder = holder
         self.ttl_s = ttl_s
+        self.process = this_process()
 
     async def acquire(self) -> Lease | None:
         """Take the lease if it is free or expired, renew it if held here; None if another holder's
@@ -34,21 +43,22 @@ class DispatchLease:
                     self.scope,
                 )
                 row = await conn.fetchrow(
-                    "SELECT holder, token, extract(epoch from expires_at) AS expires, extract(epoch from clock_timestamp()) AS now "
-                    "FROM dispatch_leases WHERE scope = $1 FOR UPDATE",
+                    "SELECT holder, token, process, extract(epoch from expires_at) AS expires, "
+                    "extract(epoch from clock_timestamp()) AS now FROM dispatch_leases WHERE scope = $1 FOR UPDATE",
                     self.scope,
                 )
                 assert row is not None
                 current = Lease(row["holder"], int(row["token"]), float(row["expires"])) if row["holder"] else None
-                granted = decide(current, self.holder, float(row["now"]), self.ttl_s)
+                granted = decide(current, self.holder, float(row["now"]), self.ttl_s, holder_gone=process_gone(row["process"]))
                 if granted is None:
                     return None
                 await conn.execute(
-                    "UPDATE dispatch_leases SET holder = $2, token = $3, expires_at = to_timestamp($4) WHERE scope = $1",
+                    "UPDATE dispatch_leases SET holder = $2, token = $3, expires_at = to_timestamp($4), process = $5 WHERE scope = $1",
                     self.scope,
                     granted.holder,
                     granted.token,
                     granted.expires_at,
+                    self.process,
                 )
                 return granted
 
@@ -81,3 +91,33 @@ class DispatchLease:
             )
         )
         return bool(row)
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "?"
+
+
+def this_process() -> str:
+    """This process as a lease names it: ``host/pid-namespace/pid``."""
+    return f"{socket.gethostname()}/{_pid_namespace()}/{os.getpid()}"
+
+
+def process_gone(process: str) -> bool:
+    """True only if ``process`` (as :func:`this_process` names one) ran on this host, in this PID
+    namespace, and no longer exists. Anything else, unknown included, counts as alive."""
+    host, _, rest = process.partition("/")
+    namespace, _, pid = rest.partition("/")
+    if host != socket.gethostname() or namespace != _pid_namespace() or namespace == "?" or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

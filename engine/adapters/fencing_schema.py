@@ -28,7 +28,8 @@ FENCING_MIGRATIONS: tuple[tuple[int, str], ...] = (
             scope       text PRIMARY KEY,
             holder      text NOT NULL,
             token       bigint NOT NULL,
-            expires_at  timestamptz NOT NULL
+            expires_at  timestamptz NOT NULL,
+            process     text NOT NULL DEFAULT ''
         );
         """,
     ),

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 import ray
 
-from engine.adapters.dispatch_lease import DispatchLease
+from engine.adapters.dispatch_lease import DispatchLease, process_gone, this_process
 from engine.adapters.postgres import PostgresJournal
 from engine.intake import OrderIntake
 from tests.integration.test_engine_actors import submit, wait_terminal
@@ -72,3 +72,19 @@ async def test_a_standby_dispatcher_takes_over_when_the_active_one_is_gone(
     await wait_terminal(journal, await submit(intake, 3), timeout_s=120)
     stats = ray.get(standby.dispatcher.stats.remote())
     assert stats["dispatcher"] == "active" and stats["dispatched"] >= 3
+
+
+async def test_a_holder_whose_process_is_gone_is_taken_over_at_once(pg_pool: asyncpg.Pool) -> None:
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()  # its pid names no process now
+    first = DispatchLease(pg_pool, SCOPE + "gone", "engine-a", ttl_s=60)
+    first.process = this_process().rsplit("/", 1)[0] + f"/{dead.pid}"
+    assert await first.acquire() is not None
+    alive = DispatchLease(pg_pool, SCOPE + "alive", "engine-a", ttl_s=60)
+    assert await alive.acquire() is not None  # held by this (live) process
+
+    second = DispatchLease(pg_pool, SCOPE + "gone", "engine-b", ttl_s=60)
+    taken = await second.acquire()
+    assert taken is not None and taken.holder == "engine-b" and taken.token == 2
+    assert await DispatchLease(pg_pool, SCOPE + "alive", "engine-b", ttl_s=60).acquire() is None
+    assert not process_gone("another-host/1/1") and not process_gone("garbage")
