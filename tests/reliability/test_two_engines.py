@@ -4,8 +4,10 @@ machine, or two clusters side by side during an upgrade).
 One dispatches, the other stands by (healthy, not dispatching); 30 orders sent to both engines'
 HTTP run once each (one ``routing`` and one ``submitted`` event per order, counted in the journal).
 Then 30 more, and the active engine is killed -9 with orders in flight: the standby takes the
-dispatch lease over, every order ends terminal with at most one ``submitted`` event, and a client
-polling GET on the surviving engine never sees a terminal state change.
+dispatch lease over, every order ends terminal with at most one swap per route leg in the venues'
+ledger (a swap cut off with the venue that was making it never landed: that order is routed and
+submitted again, as after any crash), and a client polling GET on the surviving engine never sees a
+terminal state change.
 """
 
 from __future__ import annotations
@@ -162,6 +164,5 @@ async def test_two_engines_one_dispatches_and_the_standby_takes_over(stacks: Sta
         f"{finished_s:.1f}s after the kill: {dict(after.by_status)}; routing events {sum(routed_later.values())}, submitted "
         f"events {sum(submitted_later.values())}; GET polls {poller.polls}, terminal flips {len(poller.flips())}"
     )
-    assert all(n <= 1 for n in submitted_later.values()), {k: v for k, v in submitted_later.items() if v > 1}
-    assert not after.problems(), after.problems()
+    assert not after.problems(), after.problems()  # every order terminal, one terminal event, no double swap
     assert not poller.flips(), poller.flips()
