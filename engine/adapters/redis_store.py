@@ -26,7 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.adapters.run_fence import FENCED_WRITE, stamped
+from engine.adapters.run_fence import FENCED_WRITE, stamped, terminal_list
 from engine.bands import Band
 from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
@@ -39,6 +39,7 @@ from engine.order_types import band_of
 T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
+_TERMINAL_LIST = terminal_list(status.value for status in TERMINAL)
 _BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
 
 
@@ -190,7 +191,8 @@ class RedisOrders:
                     if epoch != UNFENCED:
                         terminal = "1" if order.status in TERMINAL else "0"
                         keys = [self.order_key(order.order_id), self.active_key, *self.open_keys(order.account)]
-                        args: list[str | int] = [stamped(order.model_dump_json(), epoch), epoch, terminal, order.order_id, TERMINAL_TTL_S]
+                        record = stamped(order.model_dump_json(), epoch)
+                        args: list[str | int] = [record, epoch, terminal, order.order_id, TERMINAL_TTL_S, _TERMINAL_LIST]
                         await self._fenced_write(keys=keys, args=args, client=pipe)
                     elif order.status in TERMINAL:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)

@@ -8,6 +8,8 @@ active set and its account's open orders, in the same script, so a refused one c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from engine.lease import UNFENCED
 
 FENCED_WRITE = """
@@ -16,6 +18,10 @@ local epoch = tonumber(ARGV[2])
 if current and epoch >= 0 then
   local held = tonumber(string.match(current, '^{"runEpoch":(%d+),') or '0')
   if held > epoch then
+    return 0
+  end
+  local status = string.match(current, '"status":"(%a+)"')
+  if ARGV[3] ~= '1' and status and string.find(ARGV[6], ',' .. status .. ',', 1, true) then
     return 0
   end
 end
@@ -37,8 +43,14 @@ end
 return 1
 """
 """KEYS: the order's record, the active set, the account's open orders and their USD total.
-ARGV: the record, the writing run's epoch (-1: unfenced), 1 if terminal, the order id, the terminal TTL.
-Returns 1 if written, 0 if refused (a newer run wrote the record)."""
+ARGV: the record, the writing run's epoch (-1: unfenced), 1 if terminal, the order id, the terminal TTL,
+the terminal statuses (``,confirmed,failed,...,``). Returns 1 if written, 0 if refused: a newer run
+wrote the record, or it is terminal and the write is not (a terminal state never goes back)."""
+
+
+def terminal_list(statuses: Iterable[str]) -> str:
+    """The terminal statuses as the script matches them."""
+    return "," + ",".join(sorted(statuses)) + ","
 
 
 def stamped(order_json: str, epoch: int | None) -> str:

@@ -138,3 +138,17 @@ async def test_the_hub_drops_events_of_replaced_runs() -> None:
     _, events = await hub.poll("replica", timeout_s=0.1)
     assert [(e["seq"], e["status"]) for e in events] == [(2, "routing"), (3, "routing"), (4, "building")]
     assert hub.stats()["stale_dropped"] == 2
+
+
+async def test_the_hot_copy_never_leaves_a_terminal_state(journal: PostgresJournal, redis_orders: RedisOrders) -> None:
+    order = await _stored(journal, redis_orders)
+    # a terminal hot copy written without an epoch (the sweep's repair from PostgreSQL)
+    await redis_orders.finish(order.model_copy(update={"status": S.CONFIRMED}))
+    await redis_orders.update(order.model_copy(update={"status": S.SUBMITTED}), epoch=5)  # any run's non-terminal write
+    hot = await redis_orders.get(order.order_id)
+    assert hot is not None and hot.status is S.CONFIRMED
+    raw = await redis_orders.client.get(redis_orders.order_key(order.order_id))
+    assert not raw.startswith(b'{"runEpoch"')  # the unfenced record carries no epoch
+    keys = [k async for k in redis_orders.client.scan_iter(match=f"{redis_orders.prefix}*")]
+    naming = [k.decode() for k in keys if order.order_id in k.decode()]
+    assert naming == [redis_orders.order_key(order.order_id)]  # the fence has no key of its own
