@@ -148,7 +148,7 @@ async def test_the_hot_copy_never_leaves_a_terminal_state(journal: PostgresJourn
     hot = await redis_orders.get(order.order_id)
     assert hot is not None and hot.status is S.CONFIRMED
     raw = await redis_orders.client.get(redis_orders.order_key(order.order_id))
-    assert not raw.startswith(b'{"runEpoch"')  # the unfenced record carries no epoch
+    assert isinstance(raw, bytes) and not raw.startswith(b'{"runEpoch"')  # the unfenced record carries no epoch
     keys = [k async for k in redis_orders.client.scan_iter(match=f"{redis_orders.prefix}*")]
     naming = [k.decode() for k in keys if order.order_id in k.decode()]
     assert naming == [redis_orders.order_key(order.order_id)]  # the fence has no key of its own
