@@ -8,8 +8,6 @@ import asyncio
 import asyncpg
 import pytest
 
-from actors.status_hub import StatusHub
-from engine import wire
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
 from engine.clock import ManualClock
@@ -122,22 +120,6 @@ async def test_a_zombie_run_cannot_sign_persist_or_publish(journal: PostgresJour
     await redis_orders.finish(hot.model_copy(update={"status": S.FAILED}), epoch=claimed.epoch)
     hot = await redis_orders.get(order.order_id)
     assert hot is not None and hot.status is S.BUILDING and order.order_id in await redis_orders.active_ids()
-
-
-async def test_the_hub_drops_events_of_replaced_runs() -> None:
-    hub = StatusHub()
-    order_id = "order_1_deadbeef"
-
-    def message(seq: int, status: OrderStatus) -> dict[str, object]:
-        return wire.status_message(OrderEvent(order_id=order_id, seq=seq, status=status, at=1.0 + seq))
-
-    await hub.subscribe("replica", order_id)
-    await hub.publish_runs([(1, message(2, S.ROUTING)), (2, message(3, S.ROUTING))])
-    await hub.publish_runs([(1, message(3, S.BUILDING)), (1, message(4, S.FAILED))])  # the zombie's, late
-    await hub.publish_runs([(2, message(4, S.BUILDING))])
-    _, events = await hub.poll("replica", timeout_s=0.1)
-    assert [(e["seq"], e["status"]) for e in events] == [(2, "routing"), (3, "routing"), (4, "building")]
-    assert hub.stats()["stale_dropped"] == 2
 
 
 async def test_the_hot_copy_never_leaves_a_terminal_state(journal: PostgresJournal, redis_orders: RedisOrders) -> None:
