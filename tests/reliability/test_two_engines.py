@@ -13,6 +13,7 @@ terminal state change.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -40,6 +41,14 @@ async def _role(engine: EngineProcess) -> str:
     async with httpx.AsyncClient(base_url=engine.url, timeout=10) as client:
         body: dict[str, Any] = (await client.get("/health")).json()
     return str(body.get("dispatcher"))
+
+
+async def _gauge(engine: EngineProcess, name: str) -> float | None:
+    """A metric's value in the engine's ``GET /metrics`` (summed over its series), None if absent."""
+    async with httpx.AsyncClient(base_url=engine.url, timeout=30) as client:
+        text = (await client.get("/metrics")).text
+    values = [float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)]
+    return sum(values) if values else None
 
 
 async def _roles(engines: list[EngineProcess], timeout_s: float = 120.0) -> list[str]:
@@ -137,6 +146,8 @@ async def test_two_engines_one_dispatches_and_the_standby_takes_over(stacks: Sta
     assert sum(submitted.values()) >= before.by_status["confirmed"]  # each confirmed order was submitted, once
     assert not before.problems(), before.problems()
     assert await _roles(engines) == roles  # the standby stayed on standby
+    assert await _gauge(active, "oee_dispatcher_active") == 1.0
+    assert await _gauge(standby, "oee_dispatcher_active") == 0.0
 
     # -- the active engine killed -9 with orders in flight: the standby takes over
     later, _ = await submit_orders(standby.url, ORDERS, start=ORDERS)
@@ -150,6 +161,10 @@ async def test_two_engines_one_dispatches_and_the_standby_takes_over(stacks: Sta
         assert time.monotonic() < deadline, "the standby never took the dispatch lease over"
         await asyncio.sleep(0.2)
     takeover_s = time.monotonic() - killed_at
+    deadline = time.monotonic() + 60
+    while await _gauge(standby, "oee_dispatcher_active") != 1.0:  # scraped from the dispatcher itself
+        assert time.monotonic() < deadline, "oee_dispatcher_active never turned 1 on the new active engine"
+        await asyncio.sleep(0.5)
     await wait_terminal(db, later, timeout_s=240)
     finished_s = time.monotonic() - killed_at
     await asyncio.sleep(1.0)  # a last round of polls over the finished orders
