@@ -42,3 +42,20 @@ def test_a_holder_stops_before_another_could_take_over() -> None:
 )
 def test_accepts_writes_from_the_current_or_a_newer_run(stored: int, writer: int, ok: bool) -> None:
     assert accepts(stored, writer) is ok
+
+
+def test_the_lease_scope_names_the_redis_server_and_prefix_without_credentials() -> None:
+    from engine.settings import Settings
+
+    settings = Settings(redis_url="redis://:s3cret@10.0.0.5:6380/2", redis_prefix="prod:")
+    assert settings.lease_scope == "redis=10.0.0.5:6380/2 prefix=prod:"
+    assert "s3cret" not in settings.lease_scope
+    assert Settings().dispatch_holder != Settings().dispatch_holder  # a new name per start unless set
+
+
+def test_the_epoch_rides_at_the_front_of_the_hot_copy() -> None:
+    from engine.adapters.run_fence import stamped, terminal_list
+
+    assert stamped('{"orderId":"o1"}', 7) == '{"runEpoch":7,"orderId":"o1"}'
+    assert stamped('{"orderId":"o1"}', None) == stamped('{"orderId":"o1"}', UNFENCED) == '{"orderId":"o1"}'
+    assert terminal_list(["failed", "confirmed"]) == ",confirmed,failed,"
