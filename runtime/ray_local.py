@@ -1,4 +1,5 @@
-"""The local Ray this process started: is it still answering, and killing what is left of it."""
+"""The local Ray this process starts: its lean environment, starting it, is it still answering, and
+killing what is left of it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from typing import Any
 log = logging.getLogger("runtime.ray_local")
 
 START_ATTEMPTS = 3
+
+
+def lean_local_ray(*, metrics: bool) -> None:
+    """Switch off what a local Ray would start that the engine does not use (unless already set in the
+    environment, which the raylet passes on to every worker). Why each: docs/decisions/014-lean-local-ray.md.
+    """
+    # no idle workers started ahead of demand: every process the engine needs is an actor's
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+    os.environ.setdefault("RAY_enable_worker_prestart", "0")
+    # Ray's own metrics cost the dashboard agent a share of a core under load: off unless asked for
+    os.environ.setdefault("RAY_enable_metrics_collection", "1" if metrics else "0")
 
 
 def init_ray(**options: Any) -> None:
