@@ -1,5 +1,5 @@
-"""Where the engine's start-up time goes: the seconds of each phase since the process began, logged
-once the engine is ready (``start-up phases``), so a slow start names its slow phase."""
+"""Where the engine's start-up (and stop) time goes: the seconds of each phase, logged once the engine is
+ready (``start-up phases``) and once it has stopped (``engine stopped``), so a slow one names its slow phase."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def _process_age_s() -> float:
 class PhaseClock:
     """Marks the end of each start-up phase; :meth:`report` logs them all in one line."""
 
-    def __init__(self) -> None:
-        self._origin = time.monotonic() - _process_age_s()
+    def __init__(self, *, from_now: bool = False) -> None:
+        """Counts from the process's creation, or (``from_now``) from this call (a stop's phases)."""
+        self._origin = time.monotonic() - (0.0 if from_now else _process_age_s())
         self._last = self._origin
         self.phases: dict[str, float] = {}
 

@@ -58,8 +58,8 @@ def ray_answers(timeout_s: float = 2.0) -> bool:
 
 
 def kill_local_ray() -> None:
-    """SIGKILL what is left of the Ray this process started (its daemons are stopping anyway).
-    Its workers exit with their raylet."""
+    """SIGKILL the Ray this process started: its daemons, agents and workers (which would exit with their
+    raylet, but only once they notice)."""
     import psutil
     import ray
 
@@ -67,7 +67,10 @@ def kill_local_ray() -> None:
     doomed = []
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if child.name() in ("gcs_server", "raylet") or any(ray_dir in arg for arg in child.cmdline()):
+            cmdline = child.cmdline()
+            # workers and agents rename themselves ray::<what>; the other daemons run Ray's own scripts
+            renamed = bool(cmdline) and cmdline[0].startswith("ray::")
+            if child.name() in ("gcs_server", "raylet") or renamed or any(ray_dir in arg for arg in cmdline):
                 child.kill()
                 doomed.append(child)
     psutil.wait_procs(doomed, timeout=5)
