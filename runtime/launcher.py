@@ -1,9 +1,9 @@
 """Running the engine in the foreground: ``python -m runtime`` (what ``bash scripts/run`` does).
 
-Resolves Redis and PostgreSQL (embedded ones when none is configured or listening), prepares the
-database, starts Ray (with Serve's HAProxy ingress), the engine's actors and the Serve application,
-supervises the actors, and on SIGINT/SIGTERM stops it all: Serve, HAProxy, the actors, Ray, the
-embedded servers.
+Resolves Redis and PostgreSQL (embedded ones when none is configured or listening) and prepares the
+database while Ray starts (with Serve's HAProxy ingress), starts the engine's actors beside Serve and
+the application, supervises the actors, and on SIGINT/SIGTERM stops it all: Serve with the actors
+during its drain, HAProxy, the embedded servers, Ray. Why this order: docs/decisions/014-lean-local-ray.md.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def main() -> int:
         while not stop.wait(2.0):
             supervise(actors)
     finally:
+        failed = sys.exc_info()[1] is not None  # a start that failed: it propagates (a non-zero exit) once stopped
         # Signalled with its whole process group, the Ray this process started is already gone: Serve's
         # shutdown would wait for a dead controller and stopping the actors for nothing.
         group_signalled = canary.group_signalled(wait_s=0.5 if signal.SIGTERM in received else 0.0)
@@ -190,7 +191,7 @@ def main() -> int:
         stop_stores()
         canary.close()
         stopwatch.mark("stores")
-        if node_id is not None and not settings.ray_address:
+        if node_id is not None and not settings.ray_address and not failed:
             # Serve and the actors are down and the stores flushed: the local Ray holds nothing left to
             # save, and killing it takes a tenth of ray.shutdown's orderly second.
             kill_local_ray()
@@ -199,7 +200,7 @@ def main() -> int:
                 ray.shutdown()
         stopwatch.mark("ray")
         log.info("engine stopped", extra={"phases_s": stopwatch.phases, "total_s": stopwatch.total_s()})
-        if node_id is not None:
+        if node_id is not None and not failed:
             # Everything is stopped and flushed; the interpreter's exit hooks (Ray's among them) would only wait.
             _exit_now()
     return 0
