@@ -52,14 +52,6 @@ class EngineActors:
 def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") -> EngineActors:
     """Create every actor (settings carry the resolved store URLs), wait until they are up, start the
     dispatcher (which recovers open orders)."""
-    actors = create_actors(settings, suffix=suffix)
-    activate(actors, recover=recover)
-    return actors
-
-
-def create_actors(settings: Settings, *, suffix: str = "") -> EngineActors:
-    """Ask Ray for every actor and return their handles at once (their processes start meanwhile);
-    nothing is dispatched until :func:`activate`."""
     hub = _remote(StatusHub).options(name=f"status_hub{suffix}", **_LIGHT, **singleton_options()).remote()
     limiter = (
         _remote(RateLimiter)
@@ -79,28 +71,22 @@ def create_actors(settings: Settings, *, suffix: str = "") -> EngineActors:
         .remote(settings, hub, venues, watcher)
         for i in range(settings.executor_pool_size)
     ]
+    # Every actor up and connected before the first order (a venue opens its connections on first use,
+    # which the first order would otherwise pay for in its routing stage).
+    ray.get(
+        [e.ready.remote() for e in executors] + [v.stats.remote() for v in venues.values()] + [hub.stats.remote(), limiter.stats.remote()]
+    )
     dispatcher = (
         _remote(Dispatcher).options(name=f"dispatcher{suffix}", **_LIGHT, **singleton_options()).remote(settings, executors, limiter)
     )
+    if recover:
+        ray.get([watcher.ensure_started.remote(), dispatcher.start.remote()])
     metrics = (
         _remote(MetricsCollector)
         .options(name=f"metrics_collector{suffix}", **_LIGHT, **singleton_options())
         .remote(hub, limiter, dispatcher, watcher, executors, venues, gauge_ttl_s=max(30.0, 3 * settings.metrics_push_s))
     )
     return EngineActors(hub, limiter, venues, executors, dispatcher, watcher, metrics)
-
-
-def activate(actors: EngineActors, *, recover: bool = True) -> None:
-    """Wait until every actor is up, then start the dispatcher (which recovers open orders) and the watcher."""
-    # Every actor up and connected before the first order (a venue opens its connections on first use,
-    # which the first order would otherwise pay for in its routing stage).
-    ray.get(
-        [e.ready.remote() for e in actors.executors]
-        + [v.stats.remote() for v in actors.venues.values()]
-        + [actors.hub.stats.remote(), actors.limiter.stats.remote()]
-    )
-    if recover:
-        ray.get([actors.watcher.ensure_started.remote(), actors.dispatcher.start.remote()])
 
 
 def supervise(actors: EngineActors) -> None:

@@ -1,7 +1,7 @@
 """Running the engine in the foreground: ``python -m runtime`` (what ``bash scripts/run`` does).
 
 Resolves Redis and PostgreSQL (embedded ones when none is configured or listening) and prepares the
-database while Ray starts (with Serve's HAProxy ingress), starts the engine's actors beside Serve and
+database while Ray starts (with Serve's HAProxy ingress), starts the engine's actors, then Serve and
 the application, supervises the actors, and on SIGINT/SIGTERM stops it all: Serve with the actors
 during its drain, HAProxy, the embedded servers, Ray. Why this order: docs/decisions/014-lean-local-ray.md.
 """
@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -77,7 +77,7 @@ def main() -> int:
     from ray import serve
 
     import serve_app
-    from actors.bootstrap import NAMESPACE, activate, create_actors, supervise
+    from actors.bootstrap import NAMESPACE, start_actors, supervise
     from runtime.group_signal import GroupSignalCanary
     from runtime.ray_local import init_ray, kill_local_ray, ray_answers
 
@@ -98,7 +98,6 @@ def main() -> int:
     stores_ready = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oee-stores").submit(_prepare_stores, settings)
     deps: Dependencies | None = None
     actors: EngineActors | None = None
-    activation: Future[None] | None = None
     node_id: str | None = None
     ray_gone = False
     try:
@@ -135,14 +134,11 @@ def main() -> int:
         if stop.is_set():
             return 0
         node_id = ray.get_runtime_context().get_node_id()
-        # Serve's controller asks for its worker first; the actors' workers start beside Serve's, and
-        # /health needs only the status hub of them: the rest come up (and recovery runs) meanwhile.
-        serving = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oee-serve").submit(
-            serve.start, http_options={"host": settings.host, "port": settings.port}
-        )
-        actors = create_actors(settings)
-        activation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oee-actors").submit(activate, actors)
-        serving.result()
+        # The actors first, then Serve: on two busy cores, Serve's controller, proxies and replica started
+        # beside eight actor processes made /health later, not sooner (docs/benchmarks.md).
+        actors = start_actors(settings)
+        clock.mark("actors")
+        serve.start(http_options={"host": settings.host, "port": settings.port})
         clock.mark("serve")
         app = serve_app.build_app(settings, actors.hub, actors.venues, actors.metrics)
         serve.run_many([serve.RunTarget(app, name=APP_NAME, route_prefix="/")], wait_for_applications_running=False)
@@ -152,8 +148,6 @@ def main() -> int:
         if settings.admin_key is None:
             log.warning(OPEN_MODE_WARNING.format(url=url))
             print(f"WARNING: {OPEN_MODE_WARNING.format(url=url)}", file=sys.stderr, flush=True)
-        activation.result()
-        clock.mark("actors")
         clock.report()
         log.info("engine ready", extra={"url": url, "embedded": deps.embedded, "protected": settings.admin_key is not None})
         print(f"engine ready on http://{settings.host}:{settings.port}", flush=True)
@@ -175,7 +169,7 @@ def main() -> int:
             _stop_deadline(settings.ingress_drain_s + STOP_MARGIN_S, node_id, haproxy, haproxy_dir, stop_stores, canary)
             # The actors stop while Serve drains the ingress: an order accepted meanwhile is already in
             # PostgreSQL and queued in Redis, and the next start recovers it.
-            stopping = _in_thread(_stop_actors, actors, activation, name="oee-stop-actors")
+            stopping = _in_thread(_stop_actors, actors, name="oee-stop-actors")
             with contextlib.suppress(Exception):
                 serve.shutdown()  # type: ignore[no-untyped-call]
             stopwatch.mark("serve")
@@ -234,12 +228,9 @@ def _prepare_stores(settings: Settings) -> Dependencies:
     return deps
 
 
-def _stop_actors(actors: EngineActors | None, activation: Future[None] | None) -> None:
+def _stop_actors(actors: EngineActors | None) -> None:
     from actors.bootstrap import stop_actors
 
-    if activation is not None:
-        with contextlib.suppress(Exception):
-            activation.result(timeout=30)  # a dispatcher starting while it is stopped would outlive the stop
     if actors is not None:
         stop_actors(actors)
 
