@@ -3,6 +3,10 @@
 The queue is a Redis sorted set rebuilt from PostgreSQL (the source of truth) at start-up and
 whenever Redis comes back empty, so no accepted order depends on this actor's memory. What to
 start and where is :class:`engine.dispatch.DispatchPolicy`'s decision; this actor does the I/O.
+
+It dispatches only while it holds the dispatch lease of its stores
+(:mod:`engine.adapters.dispatch_lease`): a second engine on the same database and Redis prefix
+stands by, healthy, and takes over within seconds of the first one's lease expiring.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.base import EngineActor, warm_up
+from engine.adapters.dispatch_lease import DispatchLease
 from engine.adapters.event_log import EventLog
 from engine.adapters.stores import Stores
 from engine.adapters.trading_store import DispatchGate, TradingStateStore
 from engine.batching import Pacer
 from engine.dispatch import DispatchPolicy, Round
 from engine.errors import StoreUnavailable
+from engine.instruments import DISPATCHER_ACTIVE
+from engine.lease import held_until
 from engine.settings import Settings
 
 log = logging.getLogger("actors.dispatcher")
@@ -50,29 +57,97 @@ class Dispatcher(EngineActor):
         self._sequencer: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._topping_up: asyncio.Task[None] | None = None
+        self._leasing: asyncio.Task[None] | None = None
+        self._lease: DispatchLease | None = None
+        self._held_until = 0.0  # monotonic: when this dispatcher must stop acting on its lease
+        self.active = False
+        self.takeovers = 0
         self._epoch = uuid.uuid4().hex
         self.handoffs = 0  # run_many calls: rounds handed to executors
         self.answers = 0  # answers streamed back (each reports one or more finished orders)
 
     async def ensure_started(self) -> bool:
         """Start if not running (after an actor restart); True if it had to."""
-        if self._pump is not None:
+        if self._leasing is not None:
             return False
         await self.start()
         return True
 
     async def start(self) -> int:
-        """Connect, recover open orders from PostgreSQL into the queue, start pumping. Returns orders recovered."""
+        """Connect; if this engine gets the dispatch lease, recover open orders from PostgreSQL into
+        the queue and start pumping, else stand by (asking again every renewal period). Returns
+        orders recovered (0 on standby)."""
         stores = await self.stores(min_size=2, max_size=4)
         # in the background: never holds up recovery
         self._warming = asyncio.create_task(warm_up([self._limiter.stats.remote()], [e.run_many.remote([]) for e in self._executors]))
         self._gate = DispatchGate(TradingStateStore(stores.pool, stores.redis, self._settings.redis_prefix), stores.orders)
-        recovered = await self._recover(stores, "start-up")
+        settings = self._settings
+        self._lease = DispatchLease(stores.pool, settings.lease_scope, settings.dispatch_holder, settings.dispatch_lease_ttl_s)
+        recovered = 0
+        if await self._renew():
+            recovered = await self._activate(stores)
+        else:
+            DISPATCHER_ACTIVE.set(0)
+            log.info("another engine dispatches for these stores; standing by", extra={"holder": settings.dispatch_holder})
+        self._leasing = asyncio.create_task(self._lease_loop(stores))
+        return recovered
+
+    async def _renew(self) -> bool:
+        """Ask for the lease (take or renew it); True if held. Counted from before the question, so
+        this dispatcher stops acting before any other could take the lease over."""
+        assert self._lease is not None
+        asked = time.monotonic()
+        ttl = self._settings.dispatch_lease_ttl_s
+        try:
+            granted = await asyncio.wait_for(self._lease.acquire(), timeout=max(0.5, ttl / 3))
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("dispatch lease could not be renewed", extra={"error": str(exc) or type(exc).__name__})
+            return self.may_dispatch()
+        if granted is None:
+            self._held_until = 0.0
+            return False
+        self._held_until = held_until(asked, ttl, margin_s=min(ttl / 4, 2 * self._settings.dispatch_lease_renew_s))
+        return True
+
+    def may_dispatch(self) -> bool:
+        """Whether this dispatcher holds the lease now (by its own clock, with a margin)."""
+        return time.monotonic() < self._held_until
+
+    async def _lease_loop(self, stores: Stores) -> None:
+        """Renew the lease while active; ask for it on standby. Start dispatching when it is
+        granted, stop as soon as it is lost."""
+        while True:
+            await asyncio.sleep(self._settings.dispatch_lease_renew_s)
+            try:
+                held = await self._renew()
+                if held and not self.active:
+                    self.takeovers += 1
+                    log.warning("took the dispatch lease over; recovering open orders", extra={"holder": self._settings.dispatch_holder})
+                    await self._activate(stores)
+                elif not held and self.active:
+                    log.error("lost the dispatch lease; standing by", extra={"holder": self._settings.dispatch_holder})
+                    self._deactivate()
+            except Exception:  # the next round tries again: this loop must outlive any one failure
+                log.exception("dispatch lease round failed")
+
+    async def _activate(self, stores: Stores) -> int:
+        recovered = await self._recover(stores, "start-up" if self.takeovers == 0 else "takeover")
         await stores.orders.mark_epoch(self._epoch)
         self._pump = asyncio.create_task(self._pump_loop(stores))
         self._watch = asyncio.create_task(self._watch_loop(stores))
         self._sequencer = asyncio.create_task(self._sequence_loop(EventLog(stores.pool)))
+        self.active = True
+        DISPATCHER_ACTIVE.set(1)
         return recovered
+
+    def _deactivate(self) -> None:
+        """Stop dispatching (runs under way go on: they are fenced by their epochs)."""
+        for task in (self._pump, self._watch, self._sequencer):
+            if task is not None:
+                task.cancel()
+        self._pump = self._watch = self._sequencer = None
+        self.active = False
+        DISPATCHER_ACTIVE.set(0)
 
     async def _recover(self, stores: Stores, why: str) -> int:
         """Queue every open order that is not running here. Idempotent.
@@ -155,6 +230,9 @@ class Dispatcher(EngineActor):
                 self._freed.clear()
                 await self._freed.wait()
             await pacer.turn()  # under load, one round per window: one pop, one limiter call, one hand-off
+            if not self.may_dispatch():  # the lease is not renewed in time: pop nothing until it is
+                await asyncio.sleep(0.1)
+                continue
             reserved = self._policy.reserve_slots(POP_BATCH)
             try:
                 items = await self._gate.pop(reserved, 1.0)  # within the trading state (a halt holds orders back)
@@ -261,13 +339,18 @@ class Dispatcher(EngineActor):
             "dispatched": self._policy.dispatched,
             "handoffs": self.handoffs,
             "answers": self.answers,
+            "dispatcher": "active" if self.active else "standby",
         }
 
     async def stop(self, drain_s: float = 0.0) -> None:
         """Stop taking orders; give running ones ``drain_s`` to finish (the rest stay recoverable)."""
-        for task in (self._pump, self._watch, self._sequencer):
+        for task in (self._pump, self._watch, self._sequencer, self._leasing):
             if task is not None:
                 task.cancel()
         if self._tasks and drain_s > 0:
             await asyncio.wait(self._tasks, timeout=drain_s)
+        if self.active and self._lease is not None:  # a successor need not wait out the lease
+            with contextlib.suppress(Exception):
+                await self._lease.release()
+        self.active = False
         await self.close()

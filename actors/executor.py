@@ -14,8 +14,9 @@ from actors.handles import HubSink, VenueClient, WatcherClient
 from engine.adapters.trading_store import DispatchGate, TradingStateStore
 from engine.batching import Coalescer, Pacer
 from engine.clock import SystemClock
-from engine.errors import StoreUnavailable
+from engine.errors import StaleRun, StoreUnavailable
 from engine.execution import OrderWorkflow
+from engine.instruments import STALE_RUNS
 from engine.logs import bind
 from engine.models import VenueName
 from engine.settings import Settings
@@ -114,6 +115,10 @@ class OrderExecutor(EngineActor):
                     return
                 order = await workflow.run(order_id)
                 finished.put_nowait((order_id, order.status.value if order else None, None))
+            except StaleRun as exc:  # a newer run holds the order: this one stops without a trace
+                STALE_RUNS.inc()
+                log.info("run fenced out: a newer run holds the order", extra={"order_id": order_id, "epoch": exc.epoch})
+                finished.put_nowait((order_id, None, None))
             except Exception as exc:  # reported, not raised: the other orders of the batch go on
                 log.exception("order run failed", extra={"order_id": order_id})
                 finished.put_nowait((order_id, None, f"{type(exc).__name__}: {exc}"))
@@ -145,7 +150,11 @@ class OrderExecutor(EngineActor):
     async def abandon(self, order_id: str, reason: str) -> str | None:
         """Fail an order that cannot be executed (it keeps crashing executors), so it still ends."""
         bind(order_id=order_id)
-        order = await (await self._ready()).fail(order_id, reason)
+        try:
+            order = await (await self._ready()).fail(order_id, reason)
+        except StaleRun:
+            STALE_RUNS.inc()
+            return None
         return order.status.value if order else None
 
     def load(self) -> int:

@@ -14,6 +14,7 @@ from engine import wire
 from engine.batching import Coalescer, Pacer
 from engine.errors import TransientVenueError, VenueError
 from engine.instruments import VENUE_UNREACHABLE
+from engine.lease import UNFENCED
 from engine.models import DexQuote, Order, OrderEvent, VenueName
 from engine.ports import PoolView
 from engine.settlement import LegTerms
@@ -120,16 +121,18 @@ class HubSink:
 
     def __init__(self, handle: Any, window_s: float = 0.0) -> None:
         self.handle = handle
-        self._batches: Coalescer[dict[str, Any], None] = Coalescer(
+        self._batches: Coalescer[tuple[int, dict[str, Any]], None] = Coalescer(
             self._publish_many, max_batch=512, max_in_flight=2, pacer=Pacer(window_s)
         )
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
         return {"publish": self._batches}
 
-    async def publish(self, event: OrderEvent) -> None:
-        await self._batches.submit(wire.status_message(event))
+    async def publish(self, event: OrderEvent, epoch: int | None = None) -> None:
+        """The run's ``epoch`` goes beside the message: the hub drops events of runs older than the
+        newest it has seen for the order (a zombie's)."""
+        await self._batches.submit((UNFENCED if epoch is None else epoch, wire.status_message(event)))
 
-    async def _publish_many(self, messages: list[dict[str, Any]]) -> list[None]:
-        await self.handle.publish_many.remote(messages)
-        return [None] * len(messages)
+    async def _publish_many(self, items: list[tuple[int, dict[str, Any]]]) -> list[None]:
+        await self.handle.publish_runs.remote(items)
+        return [None] * len(items)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from actors.base import EngineActor
+from engine.adapters.dispatch_lease import DispatchLease
 from engine.adapters.trading_store import TradingStateStore
 from engine.bands import Band
 from engine.errors import StoreUnavailable
@@ -52,6 +53,8 @@ class PriceWatcher(EngineActor):
             stores = await self.stores(min_size=1, max_size=4)
             self._journal, self._orders = stores.journal, stores.orders
             self._trading = TradingStateStore(stores.pool, stores.redis, self._settings.redis_prefix)
+            settings = self._settings
+            self._lease = DispatchLease(stores.pool, settings.lease_scope, settings.dispatch_holder, settings.dispatch_lease_ttl_s)
             for order in await self._journal.open_orders():
                 if held_by_watcher(order):
                     self._add(Watch.of(order))
@@ -95,11 +98,16 @@ class PriceWatcher(EngineActor):
         states = await self._states()
         now_ms = time.time() * 1000
         done = 0
+        dispatching: bool | None = None  # asked once per tick, and only when something would fire
         for pair, pair_views in zip(pairs, views, strict=True):
             for watch in list(self._watches[pair].values()):
                 verdict = decide(watch, pair_views, now_ms)
                 if verdict is Verdict.WAIT or (verdict is Verdict.TRIGGER and (states is None or states.blocks(*pair))):
                     continue  # a halted scope fires nothing (it may still expire); unknown state: wait too
+                if dispatching is None:
+                    dispatching = await self._dispatching()
+                if not dispatching:
+                    continue  # a standby engine fires nothing: the active engine's watcher does
                 try:
                     if verdict is Verdict.TRIGGER:
                         await self._journal.set_triggered(watch.order_id, now_ms)
@@ -114,6 +122,14 @@ class PriceWatcher(EngineActor):
                 self._watches[pair].pop(watch.order_id, None)
                 done += 1
         return done
+
+    async def _dispatching(self) -> bool:
+        """Whether this engine's dispatcher holds the dispatch lease (else this engine stands by)."""
+        try:
+            return await self._lease.held_here()
+        except StoreUnavailable as exc:
+            log.warning("dispatch lease unreadable; firing nothing this tick", extra={"error": str(exc)})
+            return False
 
     async def _states(self) -> TradingStates | None:
         try:

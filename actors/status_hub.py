@@ -29,7 +29,9 @@ class StatusHub:
         self._last_seen: dict[str, float] = {}
         self._keep_finished_s = keep_finished_s
         self._subscriber_ttl_s = subscriber_ttl_s
+        self._epochs: dict[str, int] = {}  # order -> the newest run epoch seen publishing for it
         self.published = 0
+        self.stale_dropped = 0
         self.incarnation = uuid.uuid4().hex  # changes when the actor restarts: replicas then re-subscribe
 
     def _inbox(self, replica_id: str) -> list[Message]:
@@ -40,6 +42,21 @@ class StatusHub:
     async def publish_many(self, events: list[Message]) -> None:
         """Events of many orders in one call (an executor's batch), each in its order's log."""
         for event in events:
+            self._publish(event)
+        self._expire()
+
+    async def publish_runs(self, items: list[tuple[int, Message]]) -> None:
+        """Events of many orders, each with the epoch of the run that emitted it (-1: unfenced). An
+        event from a run older than the newest seen for its order is dropped: that run was replaced
+        (a zombie executor), and its events never become the order's history."""
+        for epoch, event in items:
+            order_id = event["orderId"]
+            newest = self._epochs.get(order_id, -1)
+            if 0 <= epoch < newest:
+                self.stale_dropped += 1
+                continue
+            if epoch > newest:
+                self._epochs[order_id] = epoch
             self._publish(event)
         self._expire()
 
@@ -102,6 +119,7 @@ class StatusHub:
                 break
             del self._finished_at[order_id]
             self._trails.pop(order_id, None)
+            self._epochs.pop(order_id, None)
         for replica_id, seen in list(self._last_seen.items()):
             if now - seen > self._subscriber_ttl_s:
                 self._inboxes.pop(replica_id, None)
@@ -111,4 +129,9 @@ class StatusHub:
                     subs.discard(replica_id)
 
     def stats(self) -> dict[str, int]:
-        return {"orders": len(self._trails), "replicas": len(self._inboxes), "published": self.published}
+        return {
+            "orders": len(self._trails),
+            "replicas": len(self._inboxes),
+            "published": self.published,
+            "stale_dropped": self.stale_dropped,
+        }

@@ -128,6 +128,9 @@ class Ready(BaseModel):
     timestamp: int = Field(description="Epoch ms")
     checks: dict[str, str]
     venues: dict[str, dict[str, Any]] = Field(description="Each venue's circuit breaker: closed, open or half_open")
+    dispatcher: Literal["active", "standby", "unknown"] = Field(
+        default="unknown", description="Whether this engine's dispatcher holds the dispatch lease of its stores (else it stands by)"
+    )
     failing: list[str] | None = None
 
 

@@ -3,7 +3,7 @@ every route declares its response model and its error answers (:data:`ERRORS`)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -154,6 +154,9 @@ class Health(BaseModel):
     status: str = Field(examples=["ok", "degraded"])
     timestamp: int = Field(description="Epoch ms")
     checks: dict[str, str]
+    dispatcher: Literal["active", "standby", "unknown"] = Field(
+        default="unknown", description="Whether this engine's dispatcher holds the dispatch lease of its stores (else it stands by)"
+    )
     failing: list[str] | SkipJsonSchema[None] = None
 
 

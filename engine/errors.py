@@ -115,3 +115,16 @@ class Refusal(StrEnum):
     """It contradicts an earlier request (an Idempotency-Key reused with another body)."""
     UNAVAILABLE = "unavailable"
     """A dependency cannot be reached: nothing was accepted, the client may retry."""
+
+
+class StaleRun(EngineError):
+    """A run of an order wrote (or meant to sign) after another run claimed the order: its epoch is
+    no longer the order's. The run must stop quietly; the newer run owns the order."""
+
+    def __init__(self, order_id: str, epoch: int) -> None:
+        super().__init__(order_id, epoch)
+        self.order_id = order_id
+        self.epoch = epoch
+
+    def __str__(self) -> str:
+        return f"run {self.epoch} of {self.order_id} is stale: another run claimed the order"

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import NoRouteError, SlippageExceeded, StoreUnavailable, VenueError
+from engine.errors import NoRouteError, SlippageExceeded, StaleRun, StoreUnavailable, VenueError
 from engine.lifecycle import NOT_STARTED, check_transition, is_terminal
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
 from engine.order_types import policy_of
-from engine.ports import ActiveOrders, EventSink, OrderJournal, PoolView, RunObserver, Venue, Watcher
+from engine.ports import ActiveOrders, EventSink, FencedJournal, OrderJournal, PoolView, RunObserver, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
-from engine.settlement import LegRequest, Settler
+from engine.settlement import LegRequest, NotAllowedToSign, Settler
 from engine.split import Output
 
 log = logging.getLogger("engine.execution")
@@ -45,6 +45,13 @@ class OrderRun:
     statement row for the order's state, one hot-copy SET. :meth:`settled` waits for the stores.
     The workflow waits where it matters: before a swap (the decision must be durable) and
     before it returns (the state must be).
+
+    **Fencing.** A run claimed from a :class:`engine.ports.FencedJournal` holds an ``epoch``; every
+    write passes it, and once another run has claimed the order the journal refuses them
+    (:class:`StaleRun`): the run stops publishing and writing, and its next step raises. A terminal
+    event is published and written to the hot copy only once the journal has it, so no reader sees
+    a terminal state that a newer run could contradict. :meth:`may_sign` asks the journal, right
+    before anything irreversible (a swap, a signature), whether this run still holds the order.
     """
 
     order: Order
@@ -55,6 +62,10 @@ class OrderRun:
     clock: Clock
     store_retry: RetryPolicy
     observer: RunObserver | None = None
+    epoch: int | None = None
+    """The run's fencing token (None: the journal does not fence runs)."""
+    stale: bool = False
+    """Set once the journal refused a write of this run: another run holds the order."""
     _unpublished: list[OrderEvent] = field(default_factory=list)
     _unstored: list[OrderEvent] = field(default_factory=list)
     _claims: dict[int, asyncio.Future[bool]] = field(default_factory=dict)  # seq -> is the order claimed
@@ -65,11 +76,6 @@ class OrderRun:
         self._emit(status, fields)
         return self.order
 
-    async def may_sign(self) -> bool:
-        """May this run sign the order's transaction now? Asked right before signing. The run's
-        fencing check goes here (a run that lost its claim on the order must not sign)."""
-        return True
-
     async def emit_claiming(self, status: OrderStatus, **fields: Any) -> bool:
         """Emit an event whose write also claims the order for submission, and wait until it is
         durable. False if a cancel was requested first (the order must not be submitted)."""
@@ -78,7 +84,30 @@ class OrderRun:
         self._emit(status, fields)
         return await claimed
 
+    async def may_sign(self) -> bool:
+        """Whether this run still holds the order (no newer run claimed it): asked right before a swap
+        is submitted or a transaction signed, so a zombie run (its executor reported lost but still
+        running) cannot act. True when the journal does not fence runs."""
+        if self.stale:
+            return False
+        if self.epoch is None or not isinstance(self.journal, FencedJournal):
+            return True
+        if not await self.journal.assert_current(self.order.order_id, self.epoch):
+            self.stale = True
+        return not self.stale
+
+    async def set_triggered(self, at_ms: float | None) -> None:
+        """Mark the order triggered (or re-armed), as this run: refused once it is stale."""
+        if self.stale:
+            raise StaleRun(self.order.order_id, self.epoch or 0)
+        if self.epoch is None:
+            await self.journal.set_triggered(self.order.order_id, at_ms)
+        else:
+            await self.journal.set_triggered(self.order.order_id, at_ms, epoch=self.epoch)
+
     def _emit(self, status: OrderStatus, fields: dict[str, Any]) -> None:
+        if self.stale:
+            raise StaleRun(self.order.order_id, self.epoch or 0)
         check_transition(self.order.status, status)
         event = OrderEvent(order_id=self.order.order_id, seq=self.seq + 1, status=status, at=self.clock.epoch_ms(), **fields)
         self.order = self.order.apply(event)
@@ -86,9 +115,9 @@ class OrderRun:
         if self.observer is not None:
             self.observer.transition(self.order, event)
         # Publish first (the hub call is sent before the writes), then store; neither waits for the other.
-        self._unpublished.append(event)
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.ensure_future(self._publish())
+        # A terminal event is published once it is stored (_store does it).
+        if not is_terminal(status):
+            self._publish_later([event])
         self._unstored.append(event)
         if self._storer is None or self._storer.done():
             self._storer = asyncio.ensure_future(self._store())
@@ -99,11 +128,19 @@ class OrderRun:
         if self._storer is not None:
             await asyncio.shield(self._storer)
 
+    def _publish_later(self, events: list[OrderEvent]) -> None:
+        self._unpublished.extend(events)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.ensure_future(self._publish())
+
     async def _publish(self) -> None:
-        while self._unpublished:
+        while self._unpublished and not self.stale:
             events, self._unpublished = self._unpublished, []
             try:
-                await asyncio.gather(*(self.sink.publish(event) for event in events))
+                if self.epoch is None:
+                    await asyncio.gather(*(self.sink.publish(event) for event in events))
+                else:
+                    await asyncio.gather(*(self.sink.publish(event, epoch=self.epoch) for event in events))
             except Exception:  # the stream is best effort; the journal is not
                 log.warning("status hub publish failed", extra={"order_id": self.order.order_id, "seq": events[-1].seq}, exc_info=True)
 
@@ -113,8 +150,17 @@ class OrderRun:
             order = self.order  # the state after the last of them: they are every event emitted so far
             claims = [self._claims.pop(e.seq) for e in events if e.seq in self._claims]
             try:
-                _, claimed = await asyncio.gather(self._hot_copy(order), self._persist(order, events, bool(claims)))
+                if is_terminal(order.status):  # durable first: no reader may see a terminal state the journal refused
+                    claimed = await self._persist(order, events, bool(claims))
+                    await self._hot_copy(order)
+                    self._publish_later([e for e in events if is_terminal(e.status)])
+                else:
+                    _, claimed = await asyncio.gather(self._hot_copy(order), self._persist(order, events, bool(claims)))
             except BaseException as exc:  # whoever waits for a claim learns why it never came
+                if isinstance(exc, StaleRun):
+                    self.stale = True
+                    self._unpublished.clear()
+                    self._unstored.clear()
                 for future in [*claims, *self._claims.values()]:
                     if not future.done():
                         future.set_exception(exc)
@@ -124,10 +170,12 @@ class OrderRun:
 
     async def _hot_copy(self, order: Order) -> None:
         try:
-            if is_terminal(order.status):
-                await self.active.finish(order)
+            if self.epoch is None:
+                await (self.active.finish(order) if is_terminal(order.status) else self.active.update(order))
+            elif is_terminal(order.status):
+                await self.active.finish(order, epoch=self.epoch)
             else:
-                await self.active.update(order)
+                await self.active.update(order, epoch=self.epoch)
         except StoreUnavailable:
             log.warning("redis update failed; continuing (reconciliation rebuilds it)", extra={"order_id": order.order_id})
 
@@ -137,7 +185,9 @@ class OrderRun:
         while True:
             attempt += 1
             try:
-                return await self.journal.record(order, events, claim)
+                if self.epoch is None:
+                    return await self.journal.record(order, events, claim)
+                return await self.journal.record(order, events, claim, epoch=self.epoch)
             except StoreUnavailable as exc:
                 delay = self.store_retry.delay_after(min(attempt, 6))
                 log.warning(
@@ -170,17 +220,17 @@ class OrderWorkflow:
         A cancelled or expired order is closed; a LIMIT/SNIPER order not yet triggered is
         handed to the watcher (``waiting``); anything else runs the market path.
         """
-        loaded = await self._load(order_id)
+        loaded = await self._claim(order_id)
         if loaded is None:
             log.error("order to execute not found", extra={"order_id": order_id})
             return None
-        order, seq = loaded
+        order, seq, epoch = loaded
         if is_terminal(order.status):
             # Queued again by a race (or its Redis finish was lost): make the hot copy terminal too.
             with contextlib.suppress(StoreUnavailable):
                 await self.active.finish(order)
             return order
-        run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer)
+        run = OrderRun(order, seq, self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer, epoch)
         try:
             if order.cancel_requested:
                 return await self._close(run, S.CANCELLED, "cancelled by the client")
@@ -195,10 +245,10 @@ class OrderWorkflow:
 
     async def fail(self, order_id: str, reason: str) -> Order | None:
         """Move an open order straight to FAILED (used when it cannot be executed at all)."""
-        loaded = await self._load(order_id)
+        loaded = await self._claim(order_id)
         if loaded is None or is_terminal(loaded[0].status):
             return loaded[0] if loaded else None
-        run = OrderRun(loaded[0], loaded[1], self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer)
+        run = OrderRun(*loaded[:2], self.sink, self.journal, self.active, self.clock, self.store_retry, self.observer, loaded[2])
         try:
             return await self._fail(run, reason)
         finally:
@@ -266,7 +316,7 @@ class OrderWorkflow:
                 floor = policy_of(run.order.order_type).floor(run.order)
                 if first_minimum is None and decision.amount_out < floor:
                     # Triggered, but the price moved away before routing: wait again.
-                    await self.journal.set_triggered(order_id, None)
+                    await run.set_triggered(None)
                     run.order = run.order.model_copy(update={"triggered_at": None})
                     return await self._wait(run, "price moved away from the limit before execution; waiting again")
                 if first_minimum is not None and decision.amount_out < first_minimum:
@@ -318,7 +368,10 @@ class OrderWorkflow:
             for leg in decision.legs
         ]
         settlement = self._settlement()
-        swaps = await settlement.settle(order_id, run.order.account, requests, run.may_sign)
+        try:
+            swaps = await settlement.settle(order_id, run.order.account, requests, run.may_sign)
+        except NotAllowedToSign as exc:  # a newer run holds the order: this one signed nothing
+            raise StaleRun(order_id, run.epoch or 0) from exc
         await settlement.checkpoint("before_confirm", order_id)
         return swaps
 
@@ -364,12 +417,17 @@ class OrderWorkflow:
             swaps += await self._swap_legs(run, rest)
         return await self._confirm(run, swaps)
 
-    async def _load(self, order_id: str) -> tuple[Order, int] | None:
+    async def _claim(self, order_id: str) -> tuple[Order, int, int | None] | None:
+        """Start a run: claim it (a new epoch) where the journal fences runs, else load the order."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self.journal.load(order_id)
+                if isinstance(self.journal, FencedJournal):
+                    claimed = await self.journal.claim_run(order_id)
+                    return (claimed.order, claimed.seq, claimed.epoch) if claimed is not None else None
+                loaded = await self.journal.load(order_id)
+                return (*loaded, None) if loaded is not None else None
             except StoreUnavailable:
                 await self.clock.sleep(self.store_retry.delay_after(min(attempt, 6)))
 

@@ -79,10 +79,17 @@ HTTP_REQUESTS = REGISTRY.counter(
 HTTP_SECONDS = REGISTRY.histogram(
     Metric("oee_http_request_seconds", Kind.HISTOGRAM, "HTTP request latency in the ingress replica", ("route", "method"), REQUEST_BUCKETS)
 )
+STALE_RUNS = REGISTRY.counter(
+    Metric("oee_stale_runs_total", Kind.COUNTER, "Order runs stopped because a newer run claimed the order (fenced out)")
+)
+DISPATCHER_ACTIVE = REGISTRY.gauge(
+    Metric("oee_dispatcher_active", Kind.GAUGE, "1 while this engine's dispatcher holds the dispatch lease, 0 on standby")
+)
 WEBSOCKETS = REGISTRY.gauge(Metric("oee_websocket_connections", Kind.GAUGE, "Open WebSocket connections"))
 
 # series that exist from the start, so a rate over them is defined before the first event
 RETRIES.inc(by=0)
+STALE_RUNS.inc(by=0)
 WEBSOCKETS.set(0)
 for _store in ("redis", "postgres"):
     STORE_ERRORS.inc(_store, by=0)

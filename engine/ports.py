@@ -22,28 +22,58 @@ class OrderJournal(Protocol):
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         """The order and the seq of its last event, or None if unknown."""
 
-    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False, epoch: int | None = None) -> bool:
         """Append ``events`` (in seq order) and store ``order`` (its state after the last of them),
         atomically. Idempotent per (order, seq).
 
         With ``claim``, the same write marks the order as about to be submitted, unless a cancel was
         requested first (one atomic decision: exactly one of the two wins). Returns whether the order is
         claimed (always True without ``claim``).
+
+        With ``epoch`` (a fenced run's), nothing is written unless that run still holds the order:
+        :class:`engine.errors.StaleRun` instead.
         """
 
     async def cancel_requested(self, order_id: str) -> bool: ...
 
-    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
-        """Mark a waiting order as triggered (or re-armed, with None)."""
+    async def set_triggered(self, order_id: str, at_ms: float | None, epoch: int | None = None) -> None:
+        """Mark a waiting order as triggered (or re-armed, with None); with ``epoch``, fenced like
+        :meth:`record`."""
+
+
+class ClaimedRun(Protocol):
+    """What claiming a run gives: the order, the seq of its last stored event, the run's epoch."""
+
+    @property
+    def order(self) -> Order: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+
+@runtime_checkable
+class FencedJournal(OrderJournal, Protocol):
+    """A journal that fences runs: each run claims the order (a new epoch) and writes only while it
+    holds it, so a run another one replaced (a zombie executor) can neither write nor sign."""
+
+    async def claim_run(self, order_id: str) -> ClaimedRun | None:
+        """Increment the order's run epoch and load it, atomically; None if the order is unknown."""
+
+    async def assert_current(self, order_id: str, epoch: int) -> bool:
+        """Whether the run of ``epoch`` still holds the order."""
 
 
 class ActiveOrders(Protocol):
     """The hot copy of orders in flight (Redis)."""
 
-    async def update(self, order: Order) -> None: ...
+    async def update(self, order: Order, epoch: int | None = None) -> None:
+        """Store the order's state; with ``epoch`` (a fenced run's), ignored if a newer run wrote it."""
 
-    async def finish(self, order: Order) -> None:
-        """Store the terminal state and drop the order from the active set."""
+    async def finish(self, order: Order, epoch: int | None = None) -> None:
+        """Store the terminal state and drop the order from the active set (fenced like :meth:`update`)."""
 
 
 class Watcher(Protocol):
@@ -57,7 +87,9 @@ class Watcher(Protocol):
 class EventSink(Protocol):
     """Where live events go first (the StatusHub), before they are persisted."""
 
-    async def publish(self, event: OrderEvent) -> None: ...
+    async def publish(self, event: OrderEvent, epoch: int | None = None) -> None:
+        """Publish a live event; with ``epoch`` (the run's), a sink may drop events of runs older
+        than the newest it has seen for the order."""
 
 
 @runtime_checkable

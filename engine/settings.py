@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -118,6 +119,21 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # One dispatcher per set of stores (docs/decisions/013-run-fencing.md)
+    dispatch_lease_ttl_s: float = Field(
+        default=6.0, gt=0, le=300, description="How long the dispatcher's lease lasts unless renewed: a standby takes over after it"
+    )
+    dispatch_lease_renew_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the dispatcher renews (or, on standby, asks for) its lease"
+    )
+    dispatch_holder: str = Field(
+        default_factory=lambda: f"engine-{uuid.uuid4().hex[:12]}",
+        min_length=1,
+        max_length=200,
+        description="This engine's name as the lease's holder. Default: new at each start (a restarted engine waits out its old "
+        "lease). Set it to a name only one running engine has (a pod name) to take over its own lease at once after a restart",
+    )
+
     # Accounts and limits (docs/operations.md, "Limits"; docs/decisions/010-accounts-and-limits.md)
     admin_key: SecretStr | None = Field(
         default=None,
@@ -205,6 +221,15 @@ class Settings(BaseSettings):
     def with_store_urls(self, redis_url: str, database_url: str) -> Settings:
         """These settings with resolved store URLs (kept secret)."""
         return self.model_copy(update={"redis_url": SecretStr(redis_url), "database_url": SecretStr(database_url)})
+
+    @property
+    def lease_scope(self) -> str:
+        """What the dispatch lease is for: this database and Redis prefix (credentials left out)."""
+        from urllib.parse import urlsplit
+
+        redis = urlsplit(self.redis_url.get_secret_value()) if self.redis_url else None
+        where = f"{redis.hostname}:{redis.port}{redis.path}" if redis else "embedded"
+        return f"redis={where} prefix={self.redis_prefix}"
 
     @property
     def start_burst(self) -> int:

@@ -1,12 +1,13 @@
 """Start-up and stop, as an operator sees them: ``python -m loadtest.startup [--runs 5] [--peer-cmd CMD --peer-url URL]``.
 
-Each run starts ``bash scripts/run`` (installed: the bootstrap finds its stamp and returns at once) in
-a session of its own with its own database, Redis prefix (db 12), Ray temp dir and port, times it to
-the first ``/health`` 200, then sends SIGINT to its process group (what Ctrl-C in a terminal does) and
-times it to a clean exit: exit status 0 and no process of the engine left (its raylet included). It
-prints each run and the medians. With ``--compare-env`` it also times ours with those settings
-("ours+"), alternating with the default. With ``--peer-cmd`` it times that command (run by ``bash -c`` in its
-own session, stopped the same way) to a 200 from ``--peer-url``/health, alternating with ours.
+Each run starts ``bash scripts/run`` (installed: the bootstrap finds its stamp and returns at once) in a
+session of its own with its own database, Redis prefix (db 12), Ray temp dir and port, times it to the
+first ``/health`` 200, then sends SIGINT to its process group (what Ctrl-C in a terminal does) and times
+it to a clean exit: exit status 0 and no process of the engine left (its raylet included). It prints
+each run with the phases the engine logged for its start and its stop, and the medians. With
+``--compare-env`` it also times ours with those settings ("ours+"), alternating with the default. With
+``--peer-cmd`` it times that command (run by ``bash -c`` in its own session, stopped the same way) to a
+200 from ``--peer-url``/health, alternating with ours.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -81,9 +83,36 @@ async def ours_once(index: int, timeout_s: float, log_dir: Path, extra_env: dict
         for p in left:
             with contextlib.suppress(Exception):
                 p.kill()
-        return {"up_s": up, "down_s": down, "exit": code, "left": len(left), "processes": processes}
+        phases = _logged_phases(engine.log_path)
+        return {"up_s": up, "down_s": down, "exit": code, "left": len(left), "processes": processes, **phases}
     finally:
         await engine.stop()
+
+
+def _logged_phases(log_path: Path) -> dict[str, object]:
+    """The engine's own account of its start and stop: the phases of its log lines ``start-up phases``
+    and ``engine stopped`` (seconds by phase), where it wrote them."""
+    found: dict[str, object] = {}
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("msg") == "start-up phases":
+                    found["start_phases"] = record.get("phases_s")
+                elif record.get("msg") == "engine stopped" and "phases_s" in record:
+                    found["stop_phases"] = record.get("phases_s")
+    return found
+
+
+def _phases(r: dict[str, object]) -> str:
+    parts = [
+        f"\n      {name}: " + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in value.items())
+        for name, value in (("start", r.get("start_phases")), ("stop", r.get("stop_phases")))
+        if isinstance(value, dict)
+    ]
+    return "".join(parts)
 
 
 def peer_once(cmd: str, url: str, timeout_s: float) -> dict[str, object]:
@@ -101,7 +130,7 @@ def peer_once(cmd: str, url: str, timeout_s: float) -> dict[str, object]:
 def _row(name: str, i: int, r: dict[str, object]) -> str:
     return (
         f"  {name:<5} run {i}: healthy after {r['up_s']:.2f} s, Ctrl-C to exit {r['down_s']:.2f} s"
-        f" (status {r['exit']}, {r['left']} left, {r['processes']} processes)"
+        f" (status {r['exit']}, {r['left']} left, {r['processes']} processes)" + _phases(r)
     )
 
 

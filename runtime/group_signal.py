@@ -22,6 +22,16 @@ def _canary_setup() -> None:
     die_with_parent()
 
 
+def _sigterm_pending(pid: int) -> bool:
+    """True if ``pid`` has a SIGTERM pending (``SigPnd``/``ShdPnd`` in ``/proc/<pid>/status``)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & bit for line in f)
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 class GroupSignalCanary:
     """A ``sleep`` child in the engine's process group (not a new session: it must share the group)."""
 
@@ -30,9 +40,15 @@ class GroupSignalCanary:
         self._proc = subprocess.Popen([sleep, "infinity"], preexec_fn=_canary_setup, stdin=subprocess.DEVNULL)
 
     def group_signalled(self, wait_s: float = 1.0) -> bool:
-        """True if the canary died of SIGTERM (waiting up to ``wait_s`` for the kernel to reap it)."""
+        """True if the canary died of SIGTERM, or has one pending (the kernel marks it pending in every
+        process of the group before any handler runs, so a loaded machine that has not yet scheduled the
+        canary cannot fool this); else waits up to ``wait_s`` for it to die."""
         deadline = time.monotonic() + wait_s
-        while self._proc.poll() is None and time.monotonic() < deadline:
+        while self._proc.poll() is None:
+            if _sigterm_pending(self._proc.pid):
+                return True
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
         return self._proc.returncode == -signal.SIGTERM
 

@@ -1,4 +1,5 @@
-"""The local Ray this process started: is it still answering, and killing what is left of it."""
+"""The local Ray this process starts: its lean environment, starting it, is it still answering, and
+killing what is left of it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from typing import Any
 log = logging.getLogger("runtime.ray_local")
 
 START_ATTEMPTS = 3
+
+
+def lean_local_ray(*, metrics: bool) -> None:
+    """Switch off what a local Ray would start that the engine does not use (unless already set in the
+    environment, which the raylet passes on to every worker). Why each: docs/decisions/014-lean-local-ray.md.
+    """
+    # no idle workers started ahead of demand: every process the engine needs is an actor's
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+    os.environ.setdefault("RAY_enable_worker_prestart", "0")
+    # Ray's own metrics cost the dashboard agent a share of a core under load: off unless asked for
+    os.environ.setdefault("RAY_enable_metrics_collection", "1" if metrics else "0")
 
 
 def init_ray(**options: Any) -> None:
@@ -46,8 +58,8 @@ def ray_answers(timeout_s: float = 2.0) -> bool:
 
 
 def kill_local_ray() -> None:
-    """SIGKILL what is left of the Ray this process started (its daemons are stopping anyway).
-    Its workers exit with their raylet."""
+    """SIGKILL the Ray this process started: its daemons, agents and workers (which would exit with their
+    raylet, but only once they notice)."""
     import psutil
     import ray
 
@@ -55,7 +67,10 @@ def kill_local_ray() -> None:
     doomed = []
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if child.name() in ("gcs_server", "raylet") or any(ray_dir in arg for arg in child.cmdline()):
+            cmdline = child.cmdline()
+            # workers and agents rename themselves ray::<what>; the other daemons run Ray's own scripts
+            renamed = bool(cmdline) and cmdline[0].startswith("ray::")
+            if child.name() in ("gcs_server", "raylet") or renamed or any(ray_dir in arg for arg in cmdline):
                 child.kill()
                 doomed.append(child)
     psutil.wait_procs(doomed, timeout=5)

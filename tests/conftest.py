@@ -88,8 +88,8 @@ async def reset_stores(stores: TestStores) -> None:
     try:
         await migrate(pool)
         await pool.execute(
-            "TRUNCATE orders, order_events, order_settlements, "
-            "api_keys, account_limits, account_limit_changes, trading_state_changes"
+            "TRUNCATE orders, order_events, order_settlements, api_keys, account_limits, account_limit_changes, "
+            "trading_state_changes, dispatch_leases"
         )
     finally:
         await pool.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -21,6 +21,7 @@ from api.auth import Anyone
 from api.deps import ReadyEdge
 from api.schemas import Health
 from engine import wire
+from engine.adapters.dispatch_lease import DispatchLease
 
 router = APIRouter(tags=["health"])
 
@@ -42,6 +43,18 @@ async def _checks(here: ReadyEdge, detailed: bool) -> dict[str, str]:
     return dict(zip(names, results, strict=True))
 
 
+async def _dispatcher(here: ReadyEdge) -> Literal["active", "standby", "unknown"]:
+    """``active`` if this engine's dispatcher holds the dispatch lease of its stores, ``standby`` if
+    another engine does, ``unknown`` if PostgreSQL cannot say."""
+    settings = here.settings
+    lease = DispatchLease(here.journal.pool, settings.lease_scope, settings.dispatch_holder, settings.dispatch_lease_ttl_s)
+    try:
+        held = await asyncio.wait_for(lease.held_here(), PROBE_TIMEOUT_S)
+    except Exception:  # reported, never raised
+        return "unknown"
+    return "active" if held else "standby"
+
+
 @router.get(
     "/health",
     response_model=Health,
@@ -49,9 +62,15 @@ async def _checks(here: ReadyEdge, detailed: bool) -> dict[str, str]:
     summary="Readiness of Redis, PostgreSQL and Ray",
 )
 async def health(here: ReadyEdge, who: Anyone) -> JSONResponse:
-    checks = await _checks(here, detailed=who is not None and who.is_admin)
+    checks, dispatcher = await asyncio.gather(_checks(here, detailed=who is not None and who.is_admin), _dispatcher(here))
     failing = [name for name, state in checks.items() if state != "ok"]
-    report = Health(status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, failing=failing or None)
+    report = Health(
+        status="degraded" if failing else "ok",
+        timestamp=wire.ms(time.time() * 1000),
+        checks=checks,
+        dispatcher=dispatcher,
+        failing=failing or None,
+    )
     return JSONResponse(report.model_dump(exclude_none=True), status_code=503 if failing else 200)
 
 
@@ -78,14 +97,19 @@ async def _breaker(handle: Any, detailed: bool) -> dict[str, Any]:
 )
 async def readyz(here: ReadyEdge, who: Anyone) -> JSONResponse:
     detailed = who is not None and who.is_admin
-    checks, breakers = await asyncio.gather(
-        _checks(here, detailed), asyncio.gather(*(_breaker(handle, detailed) for handle in here.venues.values()))
+    checks, breakers, dispatcher = await asyncio.gather(
+        _checks(here, detailed), asyncio.gather(*(_breaker(handle, detailed) for handle in here.venues.values())), _dispatcher(here)
     )
     venues = dict(zip(here.venues, breakers, strict=True))
     failing = [name for name, state in checks.items() if state != "ok"]
     if venues and all(v["state"] in ("open", "unreachable") for v in venues.values()):
         failing.append("venues")  # nothing to route to
     body = Ready(
-        status="degraded" if failing else "ok", timestamp=wire.ms(time.time() * 1000), checks=checks, venues=venues, failing=failing or None
+        status="degraded" if failing else "ok",
+        timestamp=wire.ms(time.time() * 1000),
+        checks=checks,
+        venues=venues,
+        dispatcher=dispatcher,
+        failing=failing or None,
     )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if failing else 200)

@@ -10,18 +10,20 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from engine.accounts import LOCAL_ACCOUNT
 from engine.adapters.accounts_schema import ACCOUNT_MIGRATIONS
+from engine.adapters.fencing_schema import FENCING_MIGRATIONS
 from engine.adapters.settlement_schema import SETTLEMENT_MIGRATIONS
 from engine.batching import Coalescer
-from engine.errors import DuplicateRequest, StoreUnavailable
+from engine.errors import DuplicateRequest, StaleRun, StoreUnavailable
 from engine.instruments import STORE_ERRORS
 from engine.intake import NewOrder
+from engine.lease import UNFENCED
 from engine.lifecycle import CANCELLABLE_SQL, HELD_BY_WATCHER_SQL, REPEATS_DECISION, TERMINAL_SQL
 from engine.models import Order, OrderEvent, OrderStatus, RoutingDecision
 
@@ -163,7 +165,7 @@ async def migrate(pool: asyncpg.Pool) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         applied = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        every = sorted(MIGRATIONS + ACCOUNT_MIGRATIONS + SETTLEMENT_MIGRATIONS)
+        every = sorted(MIGRATIONS + ACCOUNT_MIGRATIONS + FENCING_MIGRATIONS + SETTLEMENT_MIGRATIONS)
         for version, sql in every:
             if version not in applied:
                 await conn.execute(sql)
@@ -243,19 +245,54 @@ def _order_from_row(row: asyncpg.Record) -> Order:
     )
 
 
+_Write = tuple[Order, tuple[OrderEvent, ...], bool, int]
+"""A journal write: the order's state, its new events, whether it claims, the writing run's epoch."""
+
+
+class ClaimedRun(NamedTuple):
+    """A run's claim on an order: the order, the seq of its last stored event, and the run's epoch."""
+
+    order: Order
+    seq: int
+    epoch: int
+
+
+K = TypeVar("K")
+
+
+def _rounds(items: list[K], key: Callable[[K], str]) -> list[list[K]]:
+    """Split a batch so that no round holds two items of one order: the nth item of an order goes in
+    round n (two runs of one order in one statement would race each other)."""
+    rounds: list[list[K]] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        nth = seen.get(key(item), 0)
+        seen[key(item)] = nth + 1
+        if nth == len(rounds):
+            rounds.append([])
+        rounds[nth].append(item)
+    return rounds
+
+
 class PostgresJournal:
     """Orders and their event trail. Implements :class:`engine.ports.OrderJournal` plus intake and queries."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._records: Coalescer[tuple[Order, tuple[OrderEvent, ...], bool], bool] = Coalescer(
-            self._record_many, max_batch=256, max_in_flight=2
-        )
+        self._records: Coalescer[_Write, bool | None] = Coalescer(self._record_many, max_batch=256, max_in_flight=2)
+        self._claims: Coalescer[str, ClaimedRun | None] = Coalescer(self._claim_many, max_batch=256, max_in_flight=4)
+        self._checks: Coalescer[tuple[str, int], bool] = Coalescer(self._check_many, max_batch=256, max_in_flight=4)
         self._event_reads: Coalescer[str, list[OrderEvent]] = Coalescer(self._events_many, max_batch=256, max_in_flight=4)
         self._loads: Coalescer[str, tuple[Order, int] | None] = Coalescer(self._load_many, max_batch=256, max_in_flight=4)
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"records": self._records, "event_reads": self._event_reads, "loads": self._loads}
+        return {
+            "records": self._records,
+            "event_reads": self._event_reads,
+            "loads": self._loads,
+            "claims": self._claims,
+            "checks": self._checks,
+        }
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -394,45 +431,45 @@ class PostgresJournal:
         async with self._conn() as conn:
             await conn.execute("DELETE FROM orders WHERE order_id = ANY($1::text[])", order_ids)
 
-    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False, epoch: int | None = None) -> bool:
         """Append the events (idempotent per seq) and store the order's new state, atomically; with
         ``claim``, also claim the order for submission unless a cancel was requested (True if claimed).
+        With ``epoch``, only while the order's ``run_epoch`` is still ``epoch``: else nothing is written
+        and :class:`StaleRun` is raised.
 
         Concurrent calls share one statement (:class:`engine.batching.Coalescer`); each returns
         once its own events are committed. The claim rides on the same UPDATE: a separate claim
         statement on the same rows, running beside a batch of records, deadlocked under load.
         """
-        return await self._records.submit((order, tuple(events), claim))
+        written = await self._records.submit((order, tuple(events), claim, UNFENCED if epoch is None else epoch))
+        if written is None:
+            if epoch is not None:
+                raise StaleRun(order.order_id, epoch)
+            return not claim
+        return written
 
-    async def _record_many(self, batch: list[tuple[Order, tuple[OrderEvent, ...], bool]]) -> list[bool]:
+    async def _record_many(self, batch: list[_Write]) -> list[bool | None]:
         # An order's writes normally come one after another (OrderRun's writer); should two runs of one
         # order write at once, their writes go in separate statements, in order (UPDATE ... FROM
         # would pick one of two matching rows at random).
-        rounds: list[list[tuple[Order, tuple[OrderEvent, ...], bool]]] = []
-        seen: dict[str, int] = {}
-        for item in batch:
-            nth = seen.get(item[0].order_id, 0)  # the nth write of this order in the batch goes in round n
-            seen[item[0].order_id] = nth + 1
-            if nth == len(rounds):
-                rounds.append([])
-            rounds[nth].append(item)
         answers: dict[tuple[str, int], bool] = {}
-        for part in rounds:
+        for part in _rounds(batch, lambda item: item[0].order_id):
             answers.update(await self._record_round(part))
-        return [answers.get((order.order_id, events[-1].seq), not claim) for order, events, claim in batch]
+        return [answers.get((order.order_id, events[-1].seq)) for order, events, _, _ in batch]
 
-    async def _record_round(self, batch: list[tuple[Order, tuple[OrderEvent, ...], bool]]) -> dict[tuple[str, int], bool]:
-        """One statement: every event of the batch, and one state update per order. Answers, for
-        each claiming write, whether its order is claimed.
+    async def _record_round(self, batch: list[_Write]) -> dict[tuple[str, int], bool]:
+        """One statement: one state update per order, and the events of every write whose update
+        matched (its run still holds the order). Answers, for each write that was stored, whether its
+        order is claimed (True for a write that claims nothing).
 
         The routing decision is sent only by a write whose events set one (``building``, or a failure
         after a re-quote; ``submitted`` and ``confirmed`` only repeat it, :data:`REPEATS_DECISION`):
         after ``building`` it is the largest field of the row, and rewriting it on ``submitted`` and
         ``confirmed`` doubled the statement's work.
         """
-        orders: list[list[object]] = [[] for _ in range(15)]
+        orders: list[list[object]] = [[] for _ in range(16)]
         events: list[list[object]] = [[] for _ in range(5)]
-        for order, written, claim in batch:
+        for order, written, claim, epoch in batch:
             decided = any(event.routing_decision is not None and event.status not in REPEATS_DECISION for event in written)
             row = (
                 order.order_id,
@@ -450,6 +487,7 @@ class PostgresJournal:
                 order.expired_at,
                 written[-1].seq,
                 claim,
+                epoch,
             )
             for column, value in zip(orders, row, strict=True):
                 column.append(value)
@@ -466,31 +504,78 @@ class PostgresJournal:
                 WITH incoming AS (
                     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::float8[],
                                          $8::text[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[],
-                                         $14::int[], $15::bool[])
+                                         $14::int[], $15::bool[], $16::int8[])
                         AS i(order_id, status, attempts, routing_decision, tx_hash, execution_price, execution_amount,
-                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, claim)
+                             failure_reason, executed_ms, failed_ms, tx_hashes, cancelled_ms, expired_ms, seq, claim, epoch)
+                ), updated AS (
+                    UPDATE orders o SET status = i.status, attempts = i.attempts,
+                        routing_decision = coalesce(i.routing_decision::jsonb, o.routing_decision),
+                        tx_hash = i.tx_hash, execution_price = i.execution_price, execution_amount = i.execution_amount,
+                        failure_reason = i.failure_reason, executed_at = to_timestamp(i.executed_ms / 1000.0),
+                        failed_at = to_timestamp(i.failed_ms / 1000.0), updated_at = now(), tx_hashes = i.tx_hashes::jsonb,
+                        cancelled_at = to_timestamp(i.cancelled_ms / 1000.0), expired_at = to_timestamp(i.expired_ms / 1000.0),
+                        submit_claimed = CASE WHEN i.claim THEN NOT o.cancel_requested ELSE o.submit_claimed END,
+                        last_seq = greatest(o.last_seq, i.seq)
+                    FROM incoming i
+                    WHERE o.order_id = i.order_id AND (i.epoch = -1 OR o.run_epoch = i.epoch)
+                    RETURNING o.order_id, i.seq, i.claim, o.submit_claimed
                 ), appended AS (
                     INSERT INTO order_events (order_id, seq, status, payload, created_at)
-                    SELECT order_id, seq, status, payload::jsonb, to_timestamp(at_ms / 1000.0)
-                    FROM unnest($16::text[], $17::int[], $18::text[], $19::text[], $20::float8[])
+                    SELECT e.order_id, e.seq, e.status, e.payload::jsonb, to_timestamp(e.at_ms / 1000.0)
+                    FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::float8[])
                         AS e(order_id, seq, status, payload, at_ms)
+                    JOIN updated u ON u.order_id = e.order_id
                     ON CONFLICT (order_id, seq) DO NOTHING
                 )
-                UPDATE orders o SET status = i.status, attempts = i.attempts,
-                    routing_decision = coalesce(i.routing_decision::jsonb, o.routing_decision),
-                    tx_hash = i.tx_hash, execution_price = i.execution_price, execution_amount = i.execution_amount,
-                    failure_reason = i.failure_reason, executed_at = to_timestamp(i.executed_ms / 1000.0),
-                    failed_at = to_timestamp(i.failed_ms / 1000.0), updated_at = now(), tx_hashes = i.tx_hashes::jsonb,
-                    cancelled_at = to_timestamp(i.cancelled_ms / 1000.0), expired_at = to_timestamp(i.expired_ms / 1000.0),
-                    submit_claimed = CASE WHEN i.claim THEN NOT o.cancel_requested ELSE o.submit_claimed END
-                FROM incoming i
-                WHERE o.order_id = i.order_id
-                RETURNING o.order_id, i.seq, i.claim, o.submit_claimed
+                SELECT order_id, seq, claim, submit_claimed FROM updated
                 """,
                 *orders,
                 *events,
             )
-        return {(row["order_id"], row["seq"]): bool(row["submit_claimed"]) for row in rows if row["claim"]}
+        return {(row["order_id"], row["seq"]): bool(row["submit_claimed"]) or not row["claim"] for row in rows}
+
+    async def claim_run(self, order_id: str) -> ClaimedRun | None:
+        """Start a run of the order: increment its ``run_epoch`` and load it, in one statement.
+        Answers the order, the seq of its last stored event and the run's epoch (None if unknown).
+        Every later write of the run passes that epoch; once another run claims the order, they are
+        refused. Runs claimed together (a batch handed to an executor) share one statement."""
+        return await self._claims.submit(order_id)
+
+    async def _claim_many(self, order_ids: list[str]) -> list[ClaimedRun | None]:
+        claimed: dict[tuple[str, int], ClaimedRun] = {}
+        for nth, part in enumerate(_rounds(order_ids, lambda order_id: order_id)):
+            async with self._conn() as conn:
+                rows = await conn.fetch(
+                    f"""
+                    WITH o AS (
+                        UPDATE orders SET run_epoch = run_epoch + 1 WHERE order_id = ANY($1::text[]) RETURNING *
+                    )
+                    SELECT {_ORDER_COLUMNS}, run_epoch,
+                        greatest(last_seq, (SELECT coalesce(max(seq), 0) FROM order_events e WHERE e.order_id = o.order_id)) AS stored_seq
+                    FROM o
+                    """,
+                    part,
+                )
+            for row in rows:
+                claimed[(row["order_id"], nth)] = ClaimedRun(_order_from_row(row), int(row["stored_seq"]), int(row["run_epoch"]))
+        answers: list[ClaimedRun | None] = []
+        seen: dict[str, int] = {}
+        for order_id in order_ids:
+            nth = seen.get(order_id, 0)
+            seen[order_id] = nth + 1
+            answers.append(claimed.get((order_id, nth)))
+        return answers
+
+    async def assert_current(self, order_id: str, epoch: int) -> bool:
+        """Whether the run of ``epoch`` still holds the order (no later run claimed it). Checks made
+        together share one query."""
+        return await self._checks.submit((order_id, epoch))
+
+    async def _check_many(self, checks: list[tuple[str, int]]) -> list[bool]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT order_id, run_epoch FROM orders WHERE order_id = ANY($1::text[])", [c[0] for c in checks])
+        epochs = {row["order_id"]: int(row["run_epoch"]) for row in rows}
+        return [epochs.get(order_id) == epoch for order_id, epoch in checks]
 
     async def load(self, order_id: str) -> tuple[Order, int] | None:
         """The order and the seq of its last event. Orders loaded together (a batch handed to an
@@ -569,9 +654,19 @@ class PostgresJournal:
             )
         return bool(flagged)
 
-    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
+    async def set_triggered(self, order_id: str, at_ms: float | None, epoch: int | None = None) -> None:
+        """Mark a waiting order triggered (or re-armed, with None); with ``epoch``, only while that run
+        holds the order (else :class:`StaleRun`)."""
         async with self._conn() as conn:
-            await conn.execute("UPDATE orders SET triggered_at = to_timestamp($2 / 1000.0) WHERE order_id = $1", order_id, at_ms)
+            done = await conn.fetchval(
+                "UPDATE orders SET triggered_at = to_timestamp($2 / 1000.0) "
+                "WHERE order_id = $1 AND ($3 = -1 OR run_epoch = $3) RETURNING true",
+                order_id,
+                at_ms,
+                UNFENCED if epoch is None else epoch,
+            )
+        if not done and epoch is not None:
+            raise StaleRun(order_id, epoch)
 
     async def list_orders(
         self,

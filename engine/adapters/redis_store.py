@@ -26,10 +26,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.adapters.run_fence import FENCED_WRITE, stamped, terminal_list
 from engine.bands import Band
 from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
 from engine.instruments import STORE_ERRORS
+from engine.lease import UNFENCED
 from engine.lifecycle import TERMINAL
 from engine.models import Order
 from engine.order_types import band_of
@@ -37,6 +39,7 @@ from engine.order_types import band_of
 T = TypeVar("T")
 
 TERMINAL_TTL_S = 3600
+_TERMINAL_LIST = terminal_list(status.value for status in TERMINAL)
 _BAND_SPAN = 1e13  # epoch-ms fits below it, so the band dominates the score
 
 
@@ -102,7 +105,7 @@ class RedisOrders:
 
     def __init__(self, client: aioredis.Redis, prefix: str = "oee:") -> None:
         self.client = client
-        self._writes: Coalescer[Order, None] = Coalescer(self._write_many, max_batch=256, max_in_flight=2)
+        self._writes: Coalescer[tuple[Order, int], None] = Coalescer(self._write_many, max_batch=256, max_in_flight=2)
         self.prefix = prefix
         self.active_key = f"{prefix}active"
         self.queue_key = f"{prefix}queue"
@@ -110,6 +113,7 @@ class RedisOrders:
         self.sim_pairs_key = f"{prefix}sim_pairs"
         self._open_add = client.register_script(OPEN_ADD)
         self._open_remove = client.register_script(OPEN_REMOVE)
+        self._fenced_write = client.register_script(FENCED_WRITE)
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
         return {"writes": self._writes}
@@ -167,21 +171,30 @@ class RedisOrders:
 
         return await _guard(op)
 
-    async def update(self, order: Order) -> None:
-        await self._writes.submit(order)
+    async def update(self, order: Order, epoch: int | None = None) -> None:
+        """Store the order's state; with ``epoch`` (a run's), refused if a newer run wrote it
+        (:mod:`engine.adapters.run_fence`)."""
+        await self._writes.submit((order, UNFENCED if epoch is None else epoch))
 
-    async def finish(self, order: Order) -> None:
-        """Store the terminal state (kept for an hour) and drop the order from the active set."""
-        await self._writes.submit(order)
+    async def finish(self, order: Order, epoch: int | None = None) -> None:
+        """Store the terminal state (kept for an hour) and drop the order from the active set; fenced
+        like :meth:`update`."""
+        await self._writes.submit((order, UNFENCED if epoch is None else epoch))
 
-    async def _write_many(self, orders: list[Order]) -> list[None]:
+    async def _write_many(self, writes: list[tuple[Order, int]]) -> list[None]:
         """Concurrent updates and finishes share one pipeline (one order at most once per batch)."""
 
         async def op() -> None:
             async with self.client.pipeline(transaction=True) as pipe:
                 done = []
-                for order in orders:
-                    if order.status in TERMINAL:
+                for order, epoch in writes:
+                    if epoch != UNFENCED:
+                        terminal = "1" if order.status in TERMINAL else "0"
+                        keys = [self.order_key(order.order_id), self.active_key, *self.open_keys(order.account)]
+                        record = stamped(order.model_dump_json(), epoch)
+                        args: list[str | int] = [record, epoch, terminal, order.order_id, TERMINAL_TTL_S, _TERMINAL_LIST]
+                        await self._fenced_write(keys=keys, args=args, client=pipe)
+                    elif order.status in TERMINAL:
                         pipe.set(self.order_key(order.order_id), order.model_dump_json(), ex=TERMINAL_TTL_S)
                         await self._open_remove(keys=self.open_keys(order.account), args=[order.order_id], client=pipe)
                         done.append(order.order_id)
@@ -192,7 +205,7 @@ class RedisOrders:
                 await pipe.execute()
 
         await _guard(op)
-        return [None] * len(orders)
+        return [None] * len(writes)
 
     async def forget(self, order_id: str) -> None:
         """Undo :meth:`accept` (intake compensation)."""

@@ -62,7 +62,7 @@ async def test_two_events_of_one_order_in_one_batch_are_written_in_order(journal
     order, routing = _next(item.order, 2, OrderStatus.ROUTING, attempt=1)
     order, cancelled = _next(order, 3, OrderStatus.CANCELLED, reason="cancelled by the client")
     routed = order.model_copy(update={"status": OrderStatus.ROUTING})
-    await journal._record_many([(routed, (routing,), False), (order, (cancelled,), False)])
+    await journal._record_many([(routed, (routing,), False, -1), (order, (cancelled,), False, -1)])
     loaded = await journal.load(item.order.order_id)
     assert loaded is not None and loaded[0].status is OrderStatus.CANCELLED and loaded[1] == 3
 

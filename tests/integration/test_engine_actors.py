@@ -173,7 +173,7 @@ async def test_killed_executor_mid_swap_still_completes_once(engine_factory, int
 
 async def test_orders_in_flight_together_share_their_calls(engine_factory, intake, journal, pg_pool) -> None:
     """40 orders queued at once, two executors: each dispatch round goes to one executor in one call, and
-    the orders of a round load, quote, write and swap together (fewer calls than orders everywhere)."""
+    the orders of a round claim, quote, write and swap together (fewer calls than orders everywhere)."""
     ids = await submit(intake, 40, amount=0.5)  # queued before the engine starts: the first rounds are full
     actors, _ = engine_factory(max_concurrent_orders=40, executor_pool_size=2, quote_latency_ms=20.0, swap_latency_ms=(30.0, 60.0))
     trails = await wait_terminal(journal, ids)
@@ -189,7 +189,7 @@ async def test_orders_in_flight_together_share_their_calls(engine_factory, intak
             flushes, items = totals.setdefault(name, [0, 0])
             totals[name] = [flushes + counts["flushes"], items + counts["items"]]
     print(f"dispatch: {dispatcher}; batching (flushes, items): {totals}")
-    for name in ("postgres.loads", "raydium.reads", "meteora.reads", "postgres.records", "hub.publish"):
+    for name in ("postgres.claims", "raydium.reads", "meteora.reads", "postgres.records", "hub.publish"):
         flushes, items = totals[name]
         assert items >= 40 and flushes < items, (name, flushes, items)
 

@@ -35,7 +35,7 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[OrderEvent] = []
 
-    async def publish(self, event: OrderEvent) -> None:
+    async def publish(self, event: OrderEvent, epoch: int | None = None) -> None:
         self.events.append(event)
 
 

@@ -107,7 +107,7 @@ class FakeJournal:
         )
         return order, self.seqs[order_id]
 
-    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False) -> bool:
+    async def record(self, order: Order, events: Sequence[OrderEvent], claim: bool = False, epoch: int | None = None) -> bool:
         self._maybe_fail("record")
         self.writes.append([e.status for e in events])
         if claim:
@@ -131,7 +131,7 @@ class FakeJournal:
         self._maybe_fail("cancel_requested")
         return order_id in self.cancel_flags
 
-    async def set_triggered(self, order_id: str, at_ms: float | None) -> None:
+    async def set_triggered(self, order_id: str, at_ms: float | None, epoch: int | None = None) -> None:
         self._maybe_fail("set_triggered")
         self.triggered_calls.append((order_id, at_ms))
         self.triggered[order_id] = at_ms
@@ -186,14 +186,14 @@ class FakeActive:
         self.active: set[str] = set()
         self.latest: dict[str, Order] = {}
 
-    async def update(self, order: Order) -> None:
+    async def update(self, order: Order, epoch: int | None = None) -> None:
         self.calls.append(("update", order.order_id, order.status))
         if self.failing:
             raise StoreUnavailable("redis", "simulated outage")
         self.active.add(order.order_id)
         self.latest[order.order_id] = order
 
-    async def finish(self, order: Order) -> None:
+    async def finish(self, order: Order, epoch: int | None = None) -> None:
         self.calls.append(("finish", order.order_id, order.status))
         if self.failing:
             raise StoreUnavailable("redis", "simulated outage")
@@ -209,7 +209,7 @@ class FakeSink:
         self.events: list[OrderEvent] = []
         self.attempts = 0
 
-    async def publish(self, event: OrderEvent) -> None:
+    async def publish(self, event: OrderEvent, epoch: int | None = None) -> None:
         self.attempts += 1
         if self.failing:
             raise RuntimeError("status hub is down")

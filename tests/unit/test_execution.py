@@ -95,19 +95,20 @@ async def test_venues_are_quoted_concurrently(fakes, journal, make_workflow) -> 
     assert venues[R].quotes == venues[M].quotes == 1
 
 
-async def test_events_are_published_before_they_are_persisted(fakes, journal, active, clock, venues) -> None:
+async def test_events_are_published_before_they_are_persisted_but_the_terminal_one_after(fakes, journal, active, clock, venues) -> None:
     journal.put(fakes.order())
     seen_at_publish: list[tuple[int, int]] = []
 
     class CheckingSink:
-        async def publish(self, event: OrderEvent) -> None:
+        async def publish(self, event: OrderEvent, epoch: int | None = None) -> None:
             seen_at_publish.append((event.seq, len(journal.events_for(OID))))
 
     await OrderWorkflow(
         venues=venues, sink=CheckingSink(), journal=journal, active=active, clock=clock, settlement=FakeSettlement(venues)
     ).run(OID)
 
-    assert seen_at_publish == [(2, 0), (3, 1), (4, 2), (5, 3)]
+    # the terminal event (seq 5) is stored first: no reader sees a terminal state the journal could refuse
+    assert seen_at_publish == [(2, 0), (3, 1), (4, 2), (5, 4)]
 
 
 # --------------------------------------------------------------------------- retries
@@ -389,7 +390,7 @@ class GatedJournal:
         self.inner = inner
         self.gate = asyncio.Event()
 
-    async def record(self, order, events, claim=False):
+    async def record(self, order, events, claim=False, epoch=None):
         await self.gate.wait()
         return await self.inner.record(order, events, claim)
 

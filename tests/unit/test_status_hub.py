@@ -61,3 +61,14 @@ async def test_finished_orders_are_forgotten_oldest_first_after_the_keep_time(mo
     now[0] += 30
     await hub.publish_many([event("open", 4, "submitted")])
     assert hub.stats()["orders"] == 1  # young expired too; an open order is never expired
+
+
+async def test_events_of_a_replaced_run_are_dropped() -> None:
+    hub = StatusHub()
+    await hub.subscribe("r1", "o1")
+    await hub.publish_runs([(1, event("o1", 2, "routing")), (2, event("o1", 3, "routing"))])  # run 2 claimed the order
+    await hub.publish_runs([(1, event("o1", 3, "building")), (1, event("o1", 4, "failed"))])  # run 1, a zombie, late
+    await hub.publish_runs([(2, event("o1", 4, "building")), (-1, event("o1", 5, "submitted"))])  # -1: unfenced, kept
+    _, events = await hub.poll("r1", timeout_s=0.1)
+    assert [(e["seq"], e["status"]) for e in events] == [(2, "routing"), (3, "routing"), (4, "building"), (5, "submitted")]
+    assert hub.stats()["stale_dropped"] == 2
