@@ -38,9 +38,15 @@ class ChainNode:
     async def send(self, raw: bytes) -> SendResult:
         return await self._chain.send(raw)
 
-    async def send_many(self, raws: list[bytes]) -> list[SendResult]:
-        """Each in turn, as a leader executes what it received."""
-        return [await self._chain.send(raw) for raw in raws]
+    async def send_many(self, raws: list[bytes]) -> list[tuple[SendResult, ChainTx | None, int]]:
+        """Each in turn, as a leader executes what it received; with each, the transaction as executed
+        (its final state: an executed transaction never changes) and the block height."""
+        answers = []
+        for raw in raws:
+            result = await self._chain.send(raw)
+            executed = await self._chain.transaction(result.signature) if result.signature else None
+            answers.append((result, executed, self._chain.height()))
+        return answers
 
     async def transactions_by_signature(self, signatures: list[str]) -> list[ChainTx | None]:
         return [await self._chain.transaction(s) for s in signatures]
@@ -53,6 +59,9 @@ class ChainNode:
 
     async def token_balances(self, owner: str, mints: list[str]) -> dict[str, int]:
         return await self._chain.token_balances(owner, mints)
+
+    async def token_balances_many(self, asks: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, int]]:
+        return [await self._chain.token_balances(owner, list(mints)) for owner, mints in asks]
 
     async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
         return await self._chain.transactions_with_memo(signer, memo)
@@ -78,6 +87,8 @@ class ChainClient:
     """
 
     BLOCKHASH_REUSE_S = 1.0
+    EXECUTED_KEPT = 10_000
+    """Transactions this client saw executed (their state is final), answered without asking again."""
 
     def __init__(self, handle: Any, window_s: float = 0.0) -> None:
         self.handle = handle
@@ -86,10 +97,14 @@ class ChainClient:
             self._statuses_many, max_batch=512, max_in_flight=4, pacer=Pacer(window_s)
         )
         self._reads: Coalescer[str, ChainTx | None] = Coalescer(self._read_many, max_batch=256, max_in_flight=4, pacer=Pacer(window_s))
+        self._balances: Coalescer[tuple[str, tuple[str, ...]], dict[str, int]] = Coalescer(
+            self._balances_many, max_batch=256, max_in_flight=4, pacer=Pacer(window_s)
+        )
         self._blockhash: tuple[float, RecentBlockhash] | None = None
+        self._executed: dict[str, tuple[ChainTx, int]] = {}
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"sends": self._sends, "statuses": self._statuses, "reads": self._reads}
+        return {"sends": self._sends, "statuses": self._statuses, "reads": self._reads, "balances": self._balances}
 
     async def _call(self, ref: Any) -> Any:
         try:
@@ -108,13 +123,23 @@ class ChainClient:
         return await self._sends.submit(raw)
 
     async def _send_many(self, raws: list[bytes]) -> list[SendResult]:
-        result: list[SendResult] = await self._call(self.handle.send_many.remote(raws))
-        return result
+        answers: list[tuple[SendResult, ChainTx | None, int]] = await self._call(self.handle.send_many.remote(raws))
+        for _, executed, height in answers:
+            if executed is not None:
+                self._executed[executed.signature] = (executed, height)
+                while len(self._executed) > self.EXECUTED_KEPT:
+                    del self._executed[next(iter(self._executed))]
+        return [result for result, _, _ in answers]
 
     async def statuses(self, signatures: Sequence[str]) -> StatusReport:
         if not signatures:
             report: StatusReport = await self._call(self.handle.statuses.remote([]))
             return report
+        known = [self._executed.get(s) for s in signatures]
+        if all(k is not None for k in known):  # executed: final, no need to ask again
+            final = [k for k in known if k is not None]
+            states = tuple(TxState.FAILED if tx.error else TxState.LANDED for tx, _ in final)
+            return StatusReport(max(height for _, height in final), states)
         answers = await asyncio.gather(*(self._statuses.submit(s) for s in signatures))
         return StatusReport(min(height for height, _ in answers), tuple(state for _, state in answers))
 
@@ -123,6 +148,9 @@ class ChainClient:
         return [(report.block_height, state) for state in report.states]
 
     async def transaction(self, signature: str) -> ChainTx | None:
+        known = self._executed.get(signature)
+        if known is not None:
+            return known[0]
         return await self._reads.submit(signature)
 
     async def _read_many(self, signatures: list[str]) -> list[ChainTx | None]:
@@ -130,7 +158,10 @@ class ChainClient:
         return result
 
     async def token_balances(self, owner: str, mints: Sequence[str]) -> dict[str, int]:
-        result: dict[str, int] = await self._call(self.handle.token_balances.remote(owner, list(mints)))
+        return await self._balances.submit((owner, tuple(mints)))
+
+    async def _balances_many(self, asks: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, int]]:
+        result: list[dict[str, int]] = await self._call(self.handle.token_balances_many.remote(asks))
         return result
 
     async def ensure_accounts(self, specs: Sequence[tuple[str, str, int, int, bool]]) -> None:

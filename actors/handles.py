@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -39,9 +39,17 @@ class VenueClient:
         self._reads: Coalescer[tuple[str, tuple[Any, ...]], Any] = Coalescer(
             self._read_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
         )
+        # Legs asked together share one call whose answers stream back as each is agreed; co-signatures
+        # asked together share one call too.
+        self._legs: Coalescer[tuple[str, DexQuote, float], LegTerms] = Coalescer(
+            stream=self._commit_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
+        )
+        self._cosigns: Coalescer[tuple[str, bytes], bytes] = Coalescer(
+            self._cosign_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
+        )
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"reads": self._reads}
+        return {"reads": self._reads, "legs": self._legs, "cosigns": self._cosigns}
 
     async def _read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         results: list[Any] = await self._call(self.handle.read_many.remote(requests))
@@ -87,12 +95,19 @@ class VenueClient:
 
     async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
         """Not retried: a lost answer means the run signs nothing and routes again."""
-        result: LegTerms = await self._call(self.handle.commit_leg.remote(order_id, quote, min_amount_out))
-        return result
+        return await self._legs.submit((order_id, quote, min_amount_out))
+
+    async def _commit_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[Sequence[tuple[int, Any]]]:
+        with self._venue_errors():
+            async for ref in self.handle.commit_many.remote(requests):
+                yield await ref
 
     async def cosign(self, order_id: str, message: bytes) -> bytes:
-        result: bytes = await self._call(self.handle.cosign.remote(order_id, message))
-        return result
+        return await self._cosigns.submit((order_id, message))
+
+    async def _cosign_many(self, requests: list[tuple[str, bytes]]) -> list[Any]:
+        results: list[Any] = await self._call(self.handle.cosign_many.remote(requests))
+        return results
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
         result: frozenset[tuple[str, str]] = await self._read("pairs")

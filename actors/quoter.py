@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from engine.adapters.stores import urls
+from engine.batching import Pacer
 from engine.circuit_breaker import CircuitBreaker
 from engine.clock import SystemClock
 from engine.errors import EngineError, InsufficientLiquidity, TransientVenueError, VenueError
@@ -157,6 +158,36 @@ class VenueQuoter:
         if isinstance(result, BaseException) and not isinstance(result, VenueError):
             return TransientVenueError(self._spec.name, f"{type(result).__name__}: {result}")
         return result
+
+    async def commit_many(self, requests: list[tuple[str, DexQuote, float]]) -> AsyncIterator[list[tuple[int, Any]]]:
+        """Several legs (``order_id``, quote, minimum output) agreed in one call, at once; yields
+        ``(index, terms or error)`` as each is agreed, so a quick one is not held up by a slow one."""
+        venue = await self._ready()
+        if not hasattr(venue, "commit_leg"):
+            raise NotSimulated(self._spec.name)
+        running = {
+            asyncio.ensure_future(self._measured("swap", venue.commit_leg(*request))): index for index, request in enumerate(requests)
+        }
+        pacer = Pacer(self._settings.batch_window_ms / 1000)
+        while running:
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            await pacer.turn()  # legs agreed within a window share one answer
+            answers = []
+            for task in [t for t in running if t.done()]:
+                index = running.pop(task)
+                outcome = task.exception() or task.result()
+                self._record(outcome)
+                answers.append((index, self._answer(outcome)))
+            pacer.carried(len(answers))
+            yield answers
+
+    async def cosign_many(self, requests: list[tuple[str, bytes]]) -> list[Any]:
+        """Several co-signatures (``order_id``, message) in one call; a refusal answers in its slot."""
+        venue = await self._ready()
+        if not hasattr(venue, "cosign"):
+            raise NotSimulated(self._spec.name)
+        results = await asyncio.gather(*(venue.cosign(order_id, message) for order_id, message in requests), return_exceptions=True)
+        return [self._answer(r) for r in results]
 
     async def commit_leg(self, order_id: str, quote: DexQuote, min_amount_out: float) -> LegTerms:
         """Agree a leg's terms for the order's transaction (settlement); never refused by the breaker."""

@@ -66,6 +66,7 @@ class SendOutcome(StrEnum):
 class SendResult:
     outcome: SendOutcome
     error: str | None = None
+    signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ class EmbeddedChain:
             return SendResult(SendOutcome.REJECTED, f"malformed transaction: {exc}")
         signature = str(tx.signatures[0])
         if signature in self._executed:
-            return SendResult(SendOutcome.DUPLICATE)
+            return SendResult(SendOutcome.DUPLICATE, signature=signature)
         last_valid = self._valid.get(str(tx.message.recent_blockhash))
         if last_valid is None or self.height() > last_valid:
             return SendResult(SendOutcome.BLOCKHASH_NOT_FOUND, "BlockhashNotFound")
@@ -80,7 +80,7 @@ class EmbeddedChain:
         if isinstance(result, FailedTransactionMetadata):
             error = str(result.err())
             if "AlreadyProcessed" in error:
-                return SendResult(SendOutcome.DUPLICATE)
+                return SendResult(SendOutcome.DUPLICATE, signature=signature)
             if "InstructionError" not in error:
                 return SendResult(SendOutcome.REJECTED, error)  # refused before execution: nothing recorded
         after = self._token_states(keys)
@@ -92,7 +92,7 @@ class EmbeddedChain:
         self._raw[signature] = raw
         if self._executed[signature].memo:
             self._by_memo.setdefault(self._executed[signature].memo or "", []).append(signature)
-        return SendResult(SendOutcome.ACCEPTED)
+        return SendResult(SendOutcome.ACCEPTED, signature=signature)
 
     def _token_states(self, keys: Sequence[Pubkey]) -> dict[Pubkey, tuple[str, str, int]]:
         states = {}
