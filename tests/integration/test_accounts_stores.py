@@ -158,15 +158,20 @@ async def _admit(store: AdmissionStore, account: str = "alice", limits: AccountL
 
 
 async def test_the_token_bucket_admits_a_burst_then_the_rate(trading: TradingStateStore, admission: AdmissionStore) -> None:
-    verdicts = [await _admit(admission) for _ in range(4)]
+    verdicts = [await _admit(admission) for _ in range(3)]
+    started = time.monotonic()  # before Redis times the fourth call
+    verdicts.append(await _admit(admission))
     assert [v.verdict for v in verdicts] == [Verdict.ADMITTED] * 3 + [Verdict.RATE_LIMITED]
     assert verdicts[0].rate_headers()["RateLimit-Remaining"] == "2"
     assert verdicts[3].rate_headers()["RateLimit-Remaining"] == "0" and verdicts[3].tokens < 1
     other = await _admit(admission, account="bob")  # another account has its own bucket
     assert other.admitted
-    await asyncio.sleep(1.1)  # 1 token per second
-    assert (await _admit(admission)).admitted
-    assert (await _admit(admission)).verdict is Verdict.RATE_LIMITED
+    deadline = started + 30
+    while not (await _admit(admission)).admitted:  # a refused call takes no token
+        assert time.monotonic() < deadline, "no token came back in 30 s"
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - started >= (1 - verdicts[3].tokens) / LIMITS.rate_per_second - 0.05  # 1 token per second
+    assert (await _admit(admission)).verdict is Verdict.RATE_LIMITED  # the token just taken was the only one
 
 
 async def test_open_orders_cap_and_notional_hold_and_free_up_when_orders_finish(
@@ -229,11 +234,15 @@ async def test_streams_are_counted_per_account_and_expire(admission: AdmissionSt
     assert await admission.open_stream("bob", 2) is not None
     await admission.close_stream("alice", first)
     assert await admission.open_stream("alice", 2) is not None
-    monkeypatch.setattr(admission_store, "STREAM_TTL_MS", 50)
+    monkeypatch.setattr(admission_store, "STREAM_TTL_MS", 2_000)  # room for a loaded machine between two calls
+    started = time.monotonic()
     leaked = await admission.open_stream("carol", 1)
     assert leaked is not None and await admission.open_stream("carol", 1) is None
-    await asyncio.sleep(0.1)  # its replica stopped refreshing it
-    assert await admission.open_stream("carol", 1) is not None
+    deadline = started + 30
+    while await admission.open_stream("carol", 1) is None:  # its replica stopped refreshing it
+        assert time.monotonic() < deadline, "the unrefreshed stream still counted after 30 s"
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started >= 2.0 - 0.05  # counted for its whole TTL, not less
 
 
 # --------------------------------------------------------------------------- the trading state and dispatch

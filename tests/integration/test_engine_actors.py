@@ -94,8 +94,12 @@ async def test_routing_asks_both_venues_in_parallel(engine_factory, intake, jour
         building = next(e for e in events if e.status is OrderStatus.BUILDING)
         assert building.routing_decision is not None and len(building.routing_decision.quotes) == 2
         stage_ms = building.at - routing.at
-        print(f"routing stage {stage_ms:.0f} ms for two 300 ms quotes")
-        assert 300 <= stage_ms < 600  # sequential quotes could not take less than 600 ms
+        first, second = sorted(q.quoted_at for q in building.routing_decision.quotes)
+        print(f"routing stage {stage_ms:.0f} ms for two 300 ms quotes, answered {second - first:.0f} ms apart")
+        assert stage_ms >= 300
+        # In sequence, the second quote would start after the first answered and take 300 ms more; a loaded
+        # machine can stretch the stage past 600 ms, but not the gap between two quotes asked together.
+        assert second - first < 300
 
 
 async def test_rate_limiter_actor_holds_five_per_second() -> None:
@@ -109,12 +113,13 @@ async def test_rate_limiter_actor_holds_five_per_second() -> None:
 
     results = await asyncio.gather(*(one() for _ in range(16)))
     granted = sorted(scheduled for scheduled, _ in results)
-    received = sorted(at for _, at in results)
     worst = max(sum(1 for t in granted if start <= t < start + 1.0) for start in granted)
-    span = received[-1] - received[0]
+    span = granted[-1] - granted[0]
     print(f"16 grants over {span:.2f}s, at most {worst} in any 1 s window (limit 5/s)")
     assert worst <= 5
     assert span >= 15 / 5 - 0.1
+    # each caller waited for its token (one monotonic clock per machine); a late reply cannot fail this
+    assert all(at >= scheduled - 0.005 for scheduled, at in results)
     ray.kill(limiter)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.accounts import AccountLimits
@@ -78,6 +78,7 @@ def test_open_notional() -> None:
     assert denial is not None and denial.code == "max_open_notional" and denial.value == 10_100_000
 
 
+@settings(deadline=None, max_examples=100, database=None)
 @given(st.floats(min_value=1e-9, max_value=1e12, allow_nan=False, allow_infinity=False))
 def test_notional_is_linear_in_the_amount(amount: float) -> None:
     view = MarketView(marks())
