@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 from engine.chain import Chain, ChainTx, ChainUnavailable, SendOutcome, TxState
 from engine.clock import Clock
-from engine.errors import EngineError, StoreUnavailable, TransientVenueError
+from engine.errors import EngineError, StoreUnavailable, TransientVenueError, VenueError
 from engine.models import DexQuote, SwapResult, VenueName
 
 T = TypeVar("T")
@@ -58,6 +58,14 @@ class Step(StrEnum):
     """Unknown and its blockhash still valid: send the same bytes again (never sign anew)."""
     REBUILD = "rebuild"
     """It can never land (expired unlanded, or failed): a new transaction may be signed."""
+
+
+def _moved(order_id: str, found: Mapping[VenueName, SwapResult]) -> list[SwapResult]:
+    """The swaps of a landed transaction; one that landed moving nothing fails the order (it must never
+    be replaced by a new one: it landed)."""
+    if not found:
+        raise VenueError("chain", f"the transaction of {order_id} landed but moved no tokens")
+    return list(found.values())
 
 
 def next_step(pending: PendingTx, block_height: int, state: TxState) -> Step:
@@ -257,8 +265,8 @@ class Settlement:
             pending = await self._patient(lambda: self.store.load(order_id))
             if pending is not None:
                 found = await self._follow(pending)
-                if found:
-                    return list(found.values())
+                if found is not None:
+                    return _moved(order_id, found)
             try:
                 signed = await self.assembler.assemble(order_id, account, legs, may_sign)
             except ChainUnavailable as exc:  # nothing was signed: the workflow may try again later
@@ -269,12 +277,13 @@ class Settlement:
                 continue  # another run persisted its transaction first (or ours, its answer lost): follow it
             await self.checkpoint("persisted", order_id)
             found = await self._follow(signed.pending)
-            if found:
-                return list(found.values())
+            if found is not None:
+                return _moved(order_id, found)
             raise TransientVenueError(signed.legs[0].venue, "transaction expired or failed without landing; signing a new one")
 
     async def _follow(self, pending: PendingTx) -> dict[VenueName, SwapResult] | None:
-        """Send and poll until it lands (its swaps) or can never land (None)."""
+        """Send and poll until it lands (its swaps, which a transaction that moved nothing lacks) or can
+        never land (None). Only None lets a new transaction be signed."""
         next_send = 0.0
         while True:
             report = await self._patient(lambda: self.chain.statuses([pending.signature]))

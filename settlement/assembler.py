@@ -12,6 +12,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 
 from engine.chain import Chain
+from engine.errors import VenueError
 from engine.models import VenueName
 from engine.settlement import Faucet, LegRequest, LegTerms, NotAllowedToSign, PendingTx, SettlingVenue, SignedSwap
 from engine.tokens import BY_MINT, Token, decimals_of
@@ -80,6 +81,9 @@ class ChainAssembler:
             await asyncio.gather(*(self.venues[leg.quote.venue].commit_leg(order_id, leg.quote, leg.min_amount_out) for leg in legs))
         )
         agreed_ms = time.time() * 1000
+        for t in terms:
+            if t.amount_in <= 0 or t.amount_out <= 0:  # a transaction that moves nothing must not be signed
+                raise VenueError(t.venue, "the leg moves less than one base unit of a token; the amount is too small")
         owner = str(trader.pubkey())
         await self.fund(owner, sorted({t.mint_in for t in terms} | {t.mint_out for t in terms}), vault=False)
         for t in terms:

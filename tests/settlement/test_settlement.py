@@ -35,6 +35,18 @@ async def test_an_order_lands_one_signed_transaction(rig: Rig) -> None:
     assert str(token_account(wallet, usdc)) in {c.account for c in tx.token_changes}
 
 
+async def test_an_amount_below_one_base_unit_fails_and_lands_nothing(rig: Rig) -> None:
+    """Dust rounds to 0 base units: such a transaction would land moving nothing, look unlanded, and be
+    replaced again and again. It must never be signed."""
+    [order_id] = await rig.submit(1, amount=1e-30)
+    for _ in range(3):  # resumed: still nothing signed
+        await rig.workflow().run(order_id)
+    order = await rig.journal.get(order_id)
+    assert order is not None and order.status is OrderStatus.FAILED, order
+    assert "base unit" in (order.failure_reason or "")
+    assert order_id not in landed_per_order(rig.chain.transactions())
+
+
 async def test_a_zombie_run_of_the_same_order_lands_nothing_more(rig: Rig) -> None:
     """Two runs of each order at once (a lost answer made the dispatcher hand it out twice)."""
     ids = await rig.submit(8)
