@@ -31,12 +31,13 @@ class Ingress:
     def __init__(self, settings: Settings, hub: Any = None, venues: dict[VenueName, Any] | None = None, metrics: Any = None) -> None:
         setup_logging(settings.log_level)
         tune_garbage_collection()
+        chain = None
         if hub is None or venues is None:
             from actors.supervisor import engine_handles, engine_metrics
 
-            hub, venues = engine_handles(settings)
+            hub, venues, chain = engine_handles(settings)
             metrics = engine_metrics(settings)
-        install(Edge(settings, hub, venues))
+        install(Edge(settings, hub, venues, chain))
         report_to(metrics, "Ingress", settings.metrics_push_s)
 
     def __del__(self) -> None:

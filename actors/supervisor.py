@@ -49,6 +49,11 @@ class EngineSupervisor:
     def metrics(self) -> Any:
         return self._actors.metrics
 
+    def chain(self) -> Any:
+        """The ChainNode (None when settling through JSON-RPC): the replicas cannot find it by name, as
+        it lives in this actor's job namespace, not the engine's."""
+        return self._actors.chain
+
     def actors(self) -> EngineActors:
         return self._actors
 
@@ -57,11 +62,11 @@ class EngineSupervisor:
         stop_actors(self._actors)
 
 
-def engine_handles(settings: Settings) -> tuple[Any, dict[VenueName, Any]]:
-    """The hub and venue handles of this cluster's engine, creating its supervisor if none runs yet."""
+def engine_handles(settings: Settings) -> tuple[Any, dict[VenueName, Any], Any]:
+    """The hub, venue and chain handles of this cluster's engine, creating its supervisor if none runs yet."""
     supervisor = _supervisor(settings)
-    hub, venues = ray.get([supervisor.hub.remote(), supervisor.venues.remote()])
-    return hub, venues
+    hub, venues, chain = ray.get([supervisor.hub.remote(), supervisor.venues.remote(), supervisor.chain.remote()])
+    return hub, venues, chain
 
 
 def engine_metrics(settings: Settings) -> Any:

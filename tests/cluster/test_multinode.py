@@ -223,6 +223,11 @@ async def test_serve_config_runs_a_replica_on_every_node(three_nodes: ClusterRun
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             assert (await client.get("/health")).status_code == 200
+            # The engine's actors (the chain among them) start beside the app: a POST answers 503
+            # "try again" until the wallets can be read from the chain.
+            while (await client.get("/api/wallet")).status_code != 200:
+                assert time.monotonic() - started < 180, "the chain never answered through the ingress"
+                await asyncio.sleep(0.5)
             ids = []
             for i in range(6):
                 body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.5 + i * 0.1, "orderType": "MARKET", "slippageBps": SLIPPAGE_BPS}
