@@ -128,9 +128,11 @@ async def test_engine_admission_is_rate_limited(engine_factory, intake, journal)
     ids = await submit(intake, 11)
     trails = await wait_terminal(journal, ids)
     starts = sorted(min(e.at for e in events if e.status is OrderStatus.ROUTING) for events in trails.values())
-    span_s = (starts[-1] - starts[0]) / 1000
-    print(f"11 orders started over {span_s:.2f}s at 5/s")
-    assert span_s >= 10 / 5 - 0.2
+    # From the second start: the first order's routing may wait on its executor's warm-up (the chain),
+    # which would shorten the span without the limiter granting any faster.
+    span_s = (starts[-1] - starts[1]) / 1000
+    print(f"orders 2-11 started over {span_s:.2f}s at 5/s")
+    assert span_s >= 9 / 5 - 0.2
 
 
 async def test_transient_faults_retry_and_never_swap_twice(engine_factory, intake, journal, pg_pool) -> None:
