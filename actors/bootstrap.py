@@ -62,15 +62,15 @@ def start_actors(settings: Settings, *, recover: bool = True, suffix: str = "") 
         .options(name=f"rate_limiter{suffix}", **_LIGHT, **singleton_options())
         .remote(settings.rate_limit_per_minute, settings.start_burst)
     )
-    venues = {
-        spec.name: _remote(quoter_class(spec.name))
-        .options(name=f"{spec.name}_quoter{suffix}", **_LIGHT, **pool_options())
-        .remote(settings, spec)
-        for spec in configured(settings)
-    }
     chain = None
     if not settings.chain_rpc_url:
         chain = _remote(ChainNode).options(name=f"chain_node{suffix}", **_LIGHT, **singleton_options()).remote(settings)
+    venues = {
+        spec.name: _remote(quoter_class(spec.name))
+        .options(name=f"{spec.name}_quoter{suffix}", **_LIGHT, **pool_options())
+        .remote(settings, spec, chain)
+        for spec in configured(settings)
+    }
     watcher = _remote(PriceWatcher).options(name=f"price_watcher{suffix}", **_LIGHT, **singleton_options()).remote(settings, venues)
     executors = [
         _remote(OrderExecutor)

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+from actors.chain_node import chain_of
 from engine.adapters.stores import urls
 from engine.batching import Pacer
 from engine.circuit_breaker import CircuitBreaker
@@ -57,11 +58,12 @@ class NotSimulated(EngineError):
 
 
 class VenueQuoter:
-    def __init__(self, settings: Settings, spec: VenueSpec) -> None:
+    def __init__(self, settings: Settings, spec: VenueSpec, chain: Any = None) -> None:
         setup_logging(settings.log_level)
         tune_garbage_collection()
         self._settings = settings
         self._spec = spec
+        self._chain = chain
         self._venue: Venue | None = None
         self._lock = asyncio.Lock()
         self._breaker = CircuitBreaker(
@@ -76,7 +78,8 @@ class VenueQuoter:
             async with self._lock:
                 if self._venue is None:
                     database_url, _ = urls(self._settings)
-                    context = VenueContext(self._settings, database_url, SystemClock())
+                    chain, faucet = chain_of(self._settings, self._chain) if self._chain or self._settings.chain_rpc_url else (None, None)
+                    context = VenueContext(self._settings, database_url, SystemClock(), chain, faucet)
                     self._venue = await self._spec.factory()(self._spec.name, context)
         return self._venue
 
@@ -212,12 +215,17 @@ class VenueQuoter:
         return venue
 
     async def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
-        """Simulation admin: list a new pool (a token launch)."""
-        (await self._simulated()).list_pool(base, quote, reserve_base, reserve_quote)
+        """Simulation admin: list a new pool (a token launch); answers once its vaults hold the reserves."""
+        venue = await self._simulated()
+        venue.list_pool(base, quote, reserve_base, reserve_quote)
+        await venue.written()
 
     async def move_price(self, base: str, quote: str, percent: float) -> float:
-        """Simulation admin: move a pool's price by ``percent``; returns the new spot price."""
-        return (await self._simulated()).move_price(base, quote, percent)
+        """Simulation admin: move a pool's price by ``percent`` (on the chain too); returns the new spot price."""
+        venue = await self._simulated()
+        spot = venue.move_price(base, quote, percent)
+        await venue.written()
+        return spot
 
     async def stats(self) -> dict[str, int]:
         return dict(getattr(await self._ready(), "calls", {}))

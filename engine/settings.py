@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     swap_latency_ms: Annotated[tuple[float, float], NoDecode] = (2000.0, 3000.0)
     fault_rate: float = Field(default=0.0, ge=0, le=1)
     sim_seed: int = 7
+    vault_refresh_ms: float = Field(
+        default=100.0, gt=0, description="How often a simulated venue reads its pools' vault balances from the chain"
+    )
     chain_rpc_url: str | None = Field(default=None, description="A Solana JSON-RPC endpoint; unset: the embedded LiteSVM chain")
     chain_rpc_faucet: bool = Field(default=False, description="The RPC node funds new accounts (oee_ensureAccounts: the test chain server)")
     chain_blockhash_ttl_s: float = Field(default=60.0, gt=0, description="How long a blockhash stays valid on the embedded chain")

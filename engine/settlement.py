@@ -170,8 +170,8 @@ class SignedSwap:
 class TxAssembler(Protocol):
     """Prices every leg at its venue, builds the one transaction, and has it signed (trader and venues)."""
 
-    def venue_of(self) -> Mapping[str, VenueName]:
-        """Venue authorities (base58) to venue names, to read a landed transaction."""
+    def venue_of(self, tx: ChainTx) -> Mapping[str, VenueName]:
+        """The venue of each vault authority (base58) that signed ``tx``, to read what it landed."""
         ...
 
     def decimals_of(self, mint: str) -> int: ...
@@ -293,7 +293,7 @@ class Settlement:
                 if tx is not None:
                     await self.checkpoint("landed", pending.order_id)
                     return swaps_from_landed(
-                        tx, pending.order_id, self.assembler.venue_of(), self.assembler.decimals_of, self.clock.epoch_ms()
+                        tx, pending.order_id, self.assembler.venue_of(tx), self.assembler.decimals_of, self.clock.epoch_ms()
                     )
             elif step is Step.REBUILD:
                 return None

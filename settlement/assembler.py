@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from engine.chain import Chain
+from engine.chain import Chain, ChainTx
 from engine.errors import VenueError
 from engine.models import VenueName
 from engine.settlement import Faucet, LegRequest, LegTerms, NotAllowedToSign, PendingTx, SettlingVenue, SignedSwap
@@ -42,11 +42,25 @@ class ChainAssembler:
     funding: Funding = field(default_factory=Funding)
     _funded: set[tuple[str, str]] = field(default_factory=set)
     _venue_of: dict[str, VenueName] = field(default_factory=dict)
+    _pool_authorities: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._venue_of = {str(self.keyring.venue_authority(name).pubkey()): name for name in self.venues}
 
-    def venue_of(self) -> Mapping[str, VenueName]:
+    def venue_of(self, tx: ChainTx) -> Mapping[str, VenueName]:
+        """Authorities seen agreeing legs, each venue's own authority, and the authority each venue's pool
+        for the transaction's pair of mints would have (so a transaction found after a restart reads too)."""
+        unknown = {c.owner for c in tx.token_changes} - set(self._venue_of)
+        mints = sorted({c.mint for c in tx.token_changes})
+        for name in self.venues if unknown else ():
+            for i, mint_a in enumerate(mints):
+                for mint_b in mints[i + 1 :]:
+                    key = (name, mint_a, mint_b)
+                    if key not in self._pool_authorities:
+                        self._pool_authorities[key] = str(self.keyring.pool_authority(*key).pubkey())
+                    authority = self._pool_authorities[key]
+                    if authority in unknown:
+                        self._venue_of[authority] = name
         return self._venue_of
 
     def decimals_of(self, mint: str) -> int:
@@ -81,6 +95,7 @@ class ChainAssembler:
             await asyncio.gather(*(self.venues[leg.quote.venue].commit_leg(order_id, leg.quote, leg.min_amount_out) for leg in legs))
         )
         agreed_ms = time.time() * 1000
+        self._venue_of.update((t.authority, t.venue) for t in terms)
         for t in terms:
             if t.amount_in <= 0 or t.amount_out <= 0:  # a transaction that moves nothing must not be signed
                 raise VenueError(t.venue, "the leg moves less than one base unit of a token; the amount is too small")

@@ -1,4 +1,5 @@
-"""The keypairs the engine holds: one wallet per account, one authority per venue.
+"""The keypairs the engine holds: one wallet per account; for each simulated venue, one authority per
+pool (it owns the pool's two vaults) and a market maker (the traders elsewhere who move its prices).
 
 Derived from one secret seed (``OEE_CHAIN_KEY_SEED``) and the holder's name, so every process that
 has the seed has the same keys without passing secrets between actors, and a restart keeps them.
@@ -26,8 +27,18 @@ class Keyring:
         return self._derive("wallet", account)
 
     def venue_authority(self, venue: str) -> Keypair:
-        """The authority of ``venue``'s vaults (it co-signs every swap out of them)."""
+        """A venue's own authority (a venue with one set of vaults, such as a plugin's)."""
         return self._derive("venue", venue)
+
+    def pool_authority(self, venue: str, mint_a: str, mint_b: str) -> Keypair:
+        """The authority of ``venue``'s pool for a pair of mints (either order): it owns the pool's vaults
+        (its associated token accounts) and co-signs every swap out of them."""
+        low, high = sorted((mint_a, mint_b))
+        return self._derive("pool", f"{venue}|{low}|{high}")
+
+    def market_maker(self, venue: str) -> Keypair:
+        """The wallet that moves ``venue``'s pool prices (listing, arbitrage), as traders elsewhere do."""
+        return self._derive("market-maker", venue)
 
 
 def token_account(owner: Pubkey | str, mint: Pubkey | str) -> Pubkey:

@@ -7,11 +7,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.chain import ChainTx
+from engine.ids import parse_order_id
 
 
 def landed_per_order(transactions: Iterable[ChainTx]) -> Counter[str]:
-    """How many successful transactions carry each memo (an orderId)."""
-    return Counter(tx.memo for tx in transactions if tx.error is None and tx.memo)
+    """How many successful transactions carry each orderId as their memo (the venues' market-maker
+    transfers carry other memos)."""
+    return Counter(tx.memo for tx in transactions if tx.error is None and tx.memo and parse_order_id(tx.memo) is not None)
 
 
 def double_landed(transactions: Iterable[ChainTx]) -> dict[str, int]:

@@ -11,10 +11,12 @@ import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from engine.chain import Chain
 from engine.clock import Clock
 from engine.models import VenueName
 from engine.ports import Venue
 from engine.settings import Settings
+from engine.settlement import Faucet
 
 BUILT_IN: dict[VenueName, str] = {
     "raydium": "venues.simulated:raydium",
@@ -29,6 +31,10 @@ class VenueContext:
     settings: Settings
     database_url: str
     clock: Clock
+    chain: Chain | None = None
+    """The chain swaps settle on (a venue keeps its reserves there); None: no chain (tests of routing)."""
+    faucet: Faucet | None = None
+    """Funds new accounts on a development chain; None on a real cluster."""
 
 
 VenueFactory = Callable[[VenueName, VenueContext], Awaitable[Venue]]

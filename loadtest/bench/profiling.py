@@ -12,7 +12,17 @@ from typing import Any
 from loadtest.engine_run import EngineRun
 from loadtest.monitor import label
 
-PROFILED = ("ray::ProxyActor", "ray::ServeReplica", "ray::OrderExecutor", "ray::Dispatcher", "ray::StatusHub", "runtime")
+PROFILED = (
+    "ray::ProxyActor",
+    "ray::ServeReplica",
+    "ray::OrderExecutor",
+    "ray::Dispatcher",
+    "ray::StatusHub",
+    "ray::ChainNode",
+    "ray::RaydiumQuoter",
+    "ray::MeteoraQuoter",
+    "runtime",
+)
 
 
 async def profile(engine: EngineRun, out: Path, tag: str, delay_s: float, seconds: float) -> list[dict[str, Any]]:

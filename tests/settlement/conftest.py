@@ -95,9 +95,18 @@ class Rig:
         return ids
 
 
-def simulated_venues(seed: int = 1) -> dict[str, SimulatedVenue]:
+async def simulated_venues(chain: EmbeddedChain, seed: int = 1) -> dict[str, SimulatedVenue]:
+    """Both venues with their pools' vaults on ``chain`` (their quotes price what the vaults hold)."""
     timing = VenueTiming(quote_latency_s=0.0, swap_latency_s=(0.0, 0.0))
-    return {name: SimulatedVenue(name, SystemClock(), random.Random(seed), timing=timing, keyring=KEYS) for name in (RAYDIUM, METEORA)}
+    venues = {
+        name: SimulatedVenue(
+            name, SystemClock(), random.Random(seed), timing=timing, keyring=KEYS, chain=chain, faucet=chain, refresh_s=0.02
+        )
+        for name in (RAYDIUM, METEORA)
+    }
+    for venue in venues.values():
+        await venue.open()
+    return venues
 
 
 @pytest.fixture
@@ -107,6 +116,9 @@ async def rig(stores: TestStores) -> AsyncIterator[Rig]:
     client = aioredis.Redis.from_url(stores.redis_url)
     wall = WallClock()
     chain = EmbeddedChain(blockhash_ttl_s=60.0, slot_s=0.4, now=wall)
-    yield Rig(chain, pool, PostgresJournal(pool), RedisOrders(client, stores.redis_prefix), wall, simulated_venues())
+    venues = await simulated_venues(chain)
+    yield Rig(chain, pool, PostgresJournal(pool), RedisOrders(client, stores.redis_prefix), wall, venues)
+    for venue in venues.values():
+        await venue.close()
     await client.aclose()
     await pool.close()

@@ -180,6 +180,12 @@ class CountingPool:
     def decay(self, seconds: float) -> None:
         self.trades.append("decay")
 
+    def reserves(self) -> tuple[float, float]:
+        return self.inner.reserves()
+
+    def set_reserves(self, x: float, y: float) -> None:
+        self.trades.append("set_reserves")
+
     def copy(self) -> Pool:
         return CountingPool(self.inner.copy())
 

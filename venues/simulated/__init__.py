@@ -29,9 +29,10 @@ __all__ = [
 
 
 async def simulated(name: VenueName, context: VenueContext, profile: Profile) -> SimulatedVenue:
-    """A simulated venue named ``name``, holding its vault authority's key."""
+    """A simulated venue named ``name``, holding its pools' authorities, its reserves in vaults on the
+    context's chain (when it has one)."""
     seed = context.settings.sim_seed
-    return SimulatedVenue(
+    venue = SimulatedVenue(
         name=name,
         clock=context.clock,
         rng=random.Random(f"{seed}:{name}"),
@@ -39,7 +40,12 @@ async def simulated(name: VenueName, context: VenueContext, profile: Profile) ->
         seed=seed,
         profile=profile,
         keyring=Keyring(context.settings.chain_key_seed),
+        chain=context.chain,
+        faucet=context.faucet,
+        refresh_s=context.settings.vault_refresh_ms / 1000,
     )
+    await venue.open()
+    return venue
 
 
 async def raydium(name: VenueName, context: VenueContext) -> SimulatedVenue:

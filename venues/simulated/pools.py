@@ -40,6 +40,12 @@ class Pool(Protocol):
     def swap(self, amount_in: float, x_to_y: bool) -> Fill: ...
     def move_price_to(self, price: float) -> None: ...
     def decay(self, seconds: float) -> None: ...
+    def reserves(self) -> tuple[float, float]:
+        """What the pool holds, ``(x, y)``: what its vaults hold on a chain."""
+
+    def set_reserves(self, x: float, y: float) -> None:
+        """Make the pool hold ``(x, y)`` (read from its vaults), keeping its shape."""
+
     def copy(self) -> Pool:
         """An independent copy of the state (a snapshot the router can price against)."""
 
@@ -88,6 +94,14 @@ class ConstantProductPool:
 
     def decay(self, seconds: float) -> None:
         """Constant-product pools have no time-dependent state."""
+
+    def reserves(self) -> tuple[float, float]:
+        return (self.reserve_x, self.reserve_y)
+
+    def set_reserves(self, x: float, y: float) -> None:
+        if x <= 0 or y <= 0:
+            raise PoolExhausted(f"a constant-product pool needs both reserves; got {x:.6g} and {y:.6g}")
+        self.reserve_x, self.reserve_y = x, y
 
     def copy(self) -> ConstantProductPool:
         return ConstantProductPool(self.reserve_x, self.reserve_y, self.fee_bps)
@@ -218,3 +232,18 @@ class BinnedPool:
 
     def decay(self, seconds: float) -> None:
         self.volatility *= 0.5 ** (seconds / self.volatility_half_life_s)
+
+    def reserves(self) -> tuple[float, float]:
+        return (sum(b[0] for b in self.bins.values()), sum(b[1] for b in self.bins.values()))
+
+    def set_reserves(self, x: float, y: float) -> None:
+        """Each side's bins scaled to the new total (the bins' shape is the pool's program state; the
+        totals are its vaults'). A side that was empty gets its tokens in the active bin."""
+        have_x, have_y = self.reserves()
+        for side, have, want in ((0, have_x, x), (1, have_y, y)):
+            if have > 0:
+                factor = max(0.0, want) / have
+                for bin_ in self.bins.values():
+                    bin_[side] *= factor
+            elif want > 0:
+                self.bins.setdefault(self.active, [0.0, 0.0])[side] = want
