@@ -91,7 +91,9 @@ class OrderExecutor(EngineActor):
             calls.append(self._watcher.stats.remote())
         if self._chain is not None:
             calls.append(self._chain.stats.remote())
-        await warm_up(calls, [handle.commit_many.remote([]) for handle in self._venue_handles.values()])
+        streams = [handle.commit_many.remote([]) for handle in self._venue_handles.values()]
+        streams += [handle.commit_signed_many.remote([]) for handle in self._venue_handles.values()]
+        await warm_up(calls, streams)
 
     async def run_many(self, batch: list[tuple[str, float]]) -> AsyncIterator[list[tuple[str, str | None, str | None]]]:
         """Run a batch of orders, each after its rate-limit wait (``(order_id, wait_s)``); yield

@@ -47,9 +47,12 @@ class VenueClient:
         self._cosigns: Coalescer[tuple[str, bytes], bytes] = Coalescer(
             self._cosign_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
         )
+        self._signed_legs: Coalescer[tuple[str, DexQuote, float, str, str], tuple[LegTerms, bytes]] = Coalescer(
+            stream=self._commit_signed_many, max_batch=256, max_in_flight=10_000, pacer=Pacer(window_s)
+        )
 
     def batching(self) -> dict[str, Coalescer[Any, Any]]:
-        return {"reads": self._reads, "legs": self._legs, "cosigns": self._cosigns}
+        return {"reads": self._reads, "legs": self._legs, "cosigns": self._cosigns, "signed_legs": self._signed_legs}
 
     async def _read_many(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         results: list[Any] = await self._call(self.handle.read_many.remote(requests))
@@ -104,6 +107,18 @@ class VenueClient:
 
     async def cosign(self, order_id: str, message: bytes) -> bytes:
         return await self._cosigns.submit((order_id, message))
+
+    async def commit_signed(
+        self, order_id: str, quote: DexQuote, min_amount_out: float, trader: str, blockhash: str
+    ) -> tuple[LegTerms, bytes]:
+        """A one-leg order's terms and the venue's co-signature of its transaction, in one call (not retried,
+        as :meth:`commit_leg`)."""
+        return await self._signed_legs.submit((order_id, quote, min_amount_out, trader, blockhash))
+
+    async def _commit_signed_many(self, requests: list[tuple[str, DexQuote, float, str, str]]) -> AsyncIterator[Sequence[tuple[int, Any]]]:
+        with self._venue_errors():
+            async for ref in self.handle.commit_signed_many.remote(requests):
+                yield await ref
 
     async def _cosign_many(self, requests: list[tuple[str, bytes]]) -> list[Any]:
         results: list[Any] = await self._call(self.handle.cosign_many.remote(requests))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from actors.chain_node import chain_of
 from engine.adapters.stores import urls
@@ -27,7 +27,8 @@ from engine.metrics import Snapshot
 from engine.models import DexQuote
 from engine.ports import PoolView, Venue
 from engine.settings import Settings
-from engine.settlement import LegTerms
+from engine.settlement import LegRequest, LegTerms, SettlingVenue
+from settlement.assembler import commit_signed
 from venues.registry import VenueContext, VenueSpec
 from venues.simulated import SimulatedVenue
 
@@ -168,9 +169,24 @@ class VenueQuoter:
         venue = await self._ready()
         if not hasattr(venue, "commit_leg"):
             raise NotSimulated(self._spec.name)
-        running = {
-            asyncio.ensure_future(self._measured("swap", venue.commit_leg(*request))): index for index, request in enumerate(requests)
-        }
+        async for answers in self._as_done([self._measured("swap", venue.commit_leg(*request)) for request in requests]):
+            yield answers
+
+    async def commit_signed_many(self, requests: list[tuple[str, DexQuote, float, str, str]]) -> AsyncIterator[list[tuple[int, Any]]]:
+        """Several one-leg orders (``order_id``, quote, minimum output, trader, blockhash) agreed and their
+        transactions co-signed, one call for all; yields ``(index, (terms, signature) or error)`` as each is done."""
+        venue = await self._ready()
+        if not hasattr(venue, "commit_leg"):
+            raise NotSimulated(self._spec.name)
+        calls = [
+            self._measured("swap", commit_signed(cast(SettlingVenue, venue), order_id, LegRequest(quote, minimum), trader, blockhash))
+            for order_id, quote, minimum, trader, blockhash in requests
+        ]
+        async for answers in self._as_done(calls):
+            yield answers
+
+    async def _as_done(self, calls: list[Awaitable[Any]]) -> AsyncIterator[list[tuple[int, Any]]]:
+        running = {asyncio.ensure_future(call): index for index, call in enumerate(calls)}
         pacer = Pacer(self._settings.batch_window_ms / 1000)
         while running:
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)

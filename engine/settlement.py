@@ -276,18 +276,23 @@ class Settlement:
             if not await self._patient(functools.partial(self.store.save, signed.pending, replaces)):
                 continue  # another run persisted its transaction first (or ours, its answer lost): follow it
             await self.checkpoint("persisted", order_id)
-            found = await self._follow(signed.pending)
+            found = await self._follow(signed.pending, fresh=True)
             if found is not None:
                 return _moved(order_id, found)
             raise TransientVenueError(signed.legs[0].venue, "transaction expired or failed without landing; signing a new one")
 
-    async def _follow(self, pending: PendingTx) -> dict[VenueName, SwapResult] | None:
+    async def _follow(self, pending: PendingTx, fresh: bool = False) -> dict[VenueName, SwapResult] | None:
         """Send and poll until it lands (its swaps, which a transaction that moved nothing lacks) or can
-        never land (None). Only None lets a new transaction be signed."""
+        never land (None). Only None lets a new transaction be signed. A ``fresh`` one (signed on a recent
+        blockhash and persisted by this run just now) is sent before its status is asked: no one else has
+        its bytes, so the chain cannot know it yet."""
         next_send = 0.0
         while True:
-            report = await self._patient(lambda: self.chain.statuses([pending.signature]))
-            step = next_step(pending, report.block_height, report.states[0])
+            if fresh:
+                fresh, step = False, Step.RESEND
+            else:
+                report = await self._patient(lambda: self.chain.statuses([pending.signature]))
+                step = next_step(pending, report.block_height, report.states[0])
             if step is Step.ADOPT:
                 tx = await self._patient(lambda: self.chain.transaction(pending.signature))
                 if tx is not None:

@@ -91,27 +91,61 @@ class ChainAssembler:
     ) -> SignedSwap:
         trader = self.keyring.wallet(account)
         asked_ms = time.time() * 1000
-        terms: list[LegTerms] = list(
-            await asyncio.gather(*(self.venues[leg.quote.venue].commit_leg(order_id, leg.quote, leg.min_amount_out) for leg in legs))
-        )
+        blockhash = await self.chain.latest_blockhash()
+        cosigned: list[bytes | None]
+        if len(legs) == 1:  # one venue: it agrees the leg and co-signs the transaction it makes in one call
+            [leg] = legs
+            terms, signature = await agree_and_cosign(self.venues[leg.quote.venue], order_id, leg, trader.pubkey(), blockhash.blockhash)
+            agreed, cosigned = [terms], [signature]
+        else:
+            venues = [self.venues[leg.quote.venue] for leg in legs]
+            agreed = list(
+                await asyncio.gather(*(v.commit_leg(order_id, leg.quote, leg.min_amount_out) for v, leg in zip(venues, legs, strict=True)))
+            )
+            cosigned = [None] * len(agreed)
         agreed_ms = time.time() * 1000
-        self._venue_of.update((t.authority, t.venue) for t in terms)
-        for t in terms:
+        self._venue_of.update((t.authority, t.venue) for t in agreed)
+        for t in agreed:
             if t.amount_in <= 0 or t.amount_out <= 0:  # a transaction that moves nothing must not be signed
                 raise VenueError(t.venue, "the leg moves less than one base unit of a token; the amount is too small")
         owner = str(trader.pubkey())
-        await self.fund(owner, sorted({t.mint_in for t in terms} | {t.mint_out for t in terms}), vault=False)
-        for t in terms:
+        await self.fund(owner, sorted({t.mint_in for t in agreed} | {t.mint_out for t in agreed}), vault=False)
+        for t in agreed:
             await self.fund(t.authority, sorted({t.mint_in, t.mint_out}), vault=True)
-        blockhash = await self.chain.latest_blockhash()
-        message = swap_message(order_id, trader.pubkey(), terms, blockhash.blockhash)
+        message = swap_message(order_id, trader.pubkey(), agreed, blockhash.blockhash)
         if not await may_sign():
             raise NotAllowedToSign(order_id)
         raw_message = bytes(message)
         signatures: dict[Pubkey, Signature] = {trader.pubkey(): trader.sign_message(raw_message)}
-        cosigned = await asyncio.gather(*(self.venues[t.venue].cosign(order_id, raw_message) for t in terms))
-        for t, signature in zip(terms, cosigned, strict=True):
+        for t, given in zip(agreed, cosigned, strict=True):
+            authority = Pubkey.from_string(t.authority)
+            if given is not None and Signature.from_bytes(given).verify(authority, raw_message):
+                signatures[authority] = Signature.from_bytes(given)
+        missing = [t for t in agreed if Pubkey.from_string(t.authority) not in signatures]
+        asked = await asyncio.gather(*(self.venues[t.venue].cosign(order_id, raw_message) for t in missing))
+        for t, signature in zip(missing, asked, strict=True):
             signatures[Pubkey.from_string(t.authority)] = Signature.from_bytes(signature)
         tx = assemble(message, signatures)
         pending = PendingTx(order_id, str(tx.signatures[0]), bytes(tx), blockhash.last_valid_height, (asked_ms, agreed_ms))
-        return SignedSwap(pending, tuple(terms))
+        return SignedSwap(pending, tuple(agreed))
+
+
+async def agree_and_cosign(
+    venue: SettlingVenue, order_id: str, leg: LegRequest, trader: Pubkey, blockhash: str
+) -> tuple[LegTerms, bytes | None]:
+    """A one-leg order's terms and the venue's co-signature of the transaction they make with ``trader`` on
+    ``blockhash``: in one call where the venue offers it (its actor does), else its terms only (the
+    co-signature is asked once the trader may sign)."""
+    fold = getattr(venue, "commit_signed", None)
+    if fold is not None:
+        found: tuple[LegTerms, bytes | None] = await fold(order_id, leg.quote, leg.min_amount_out, str(trader), blockhash)
+        return found
+    return await venue.commit_leg(order_id, leg.quote, leg.min_amount_out), None
+
+
+async def commit_signed(venue: SettlingVenue, order_id: str, leg: LegRequest, trader: str, blockhash: str) -> tuple[LegTerms, bytes]:
+    """What a venue's actor does for :func:`agree_and_cosign`: agree the leg, build the transaction it
+    makes (the same bytes the assembler builds) and co-sign it."""
+    terms = await venue.commit_leg(order_id, leg.quote, leg.min_amount_out)
+    message = swap_message(order_id, Pubkey.from_string(trader), [terms], blockhash)
+    return terms, await venue.cosign(order_id, bytes(message))
