@@ -135,7 +135,9 @@ class ActiveOrder(_Out):
     tx_hash: str | SkipJsonSchema[None] = None
     attempts: int
     slippage_bps: int
-    tx_hashes: list[str] | SkipJsonSchema[None] = Field(default=None, description="Every leg's transaction (two for a split)")
+    tx_hashes: list[str] | SkipJsonSchema[None] = Field(
+        default=None, description="The order's transactions (one on a chain: a split's legs land together)"
+    )
     limit_price: float | SkipJsonSchema[None] = None
     max_price: float | SkipJsonSchema[None] = None
     expires_at: int | SkipJsonSchema[None] = None

@@ -34,6 +34,11 @@ log = logging.getLogger("engine.execution")
 S = OrderStatus
 
 
+def _transactions(swaps: list[SwapResult]) -> list[str]:
+    """The swaps' transactions, each once (every leg of a split lands in the order's one transaction)."""
+    return list(dict.fromkeys(s.tx_hash for s in swaps))
+
+
 @dataclass
 class OrderRun:
     """One order being worked on: its current state and the seq of its last event.
@@ -271,7 +276,7 @@ class OrderWorkflow:
         if found:
             swaps = sorted(found.values(), key=lambda s: -s.amount_in)
             made = ", ".join(f"{s.venue} {s.amount_in:.6g} {run.order.token_in}" for s in swaps)
-            return await run.emit(S.FAILED, failure_reason=f"{reason}; partial fill: {made}", tx_hashes=[s.tx_hash for s in swaps])
+            return await run.emit(S.FAILED, failure_reason=f"{reason}; partial fill: {made}", tx_hashes=_transactions(swaps))
         return await run.emit(S.FAILED, failure_reason=reason)
 
     async def _close(self, run: OrderRun, status: OrderStatus, reason: str) -> Order:
@@ -388,7 +393,7 @@ class OrderWorkflow:
             S.CONFIRMED,
             routing_decision=run.order.routing_decision,
             tx_hash=swaps[0].tx_hash,
-            tx_hashes=[s.tx_hash for s in swaps],
+            tx_hashes=_transactions(swaps),
             execution_price=amount_out / amount_in,
             execution_amount=amount_out,
         )
