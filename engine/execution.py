@@ -105,10 +105,7 @@ class OrderRun:
         """Mark the order triggered (or re-armed), as this run: refused once it is stale."""
         if self.stale:
             raise StaleRun(self.order.order_id, self.epoch or 0)
-        if self.epoch is None:
-            await self.journal.set_triggered(self.order.order_id, at_ms)
-        else:
-            await self.journal.set_triggered(self.order.order_id, at_ms, epoch=self.epoch)
+        await self.journal.set_triggered(self.order.order_id, at_ms, epoch=self.epoch)
 
     def _emit(self, status: OrderStatus, fields: dict[str, Any]) -> None:
         if self.stale:
@@ -142,10 +139,7 @@ class OrderRun:
         while self._unpublished and not self.stale:
             events, self._unpublished = self._unpublished, []
             try:
-                if self.epoch is None:
-                    await asyncio.gather(*(self.sink.publish(event) for event in events))
-                else:
-                    await asyncio.gather(*(self.sink.publish(event, epoch=self.epoch) for event in events))
+                await asyncio.gather(*(self.sink.publish(event, epoch=self.epoch) for event in events))
             except Exception:  # the stream is best effort; the journal is not
                 log.warning("status hub publish failed", extra={"order_id": self.order.order_id, "seq": events[-1].seq}, exc_info=True)
 
@@ -175,9 +169,7 @@ class OrderRun:
 
     async def _hot_copy(self, order: Order) -> None:
         try:
-            if self.epoch is None:
-                await (self.active.finish(order) if is_terminal(order.status) else self.active.update(order))
-            elif is_terminal(order.status):
+            if is_terminal(order.status):
                 await self.active.finish(order, epoch=self.epoch)
             else:
                 await self.active.update(order, epoch=self.epoch)
@@ -190,8 +182,6 @@ class OrderRun:
         while True:
             attempt += 1
             try:
-                if self.epoch is None:
-                    return await self.journal.record(order, events, claim)
                 return await self.journal.record(order, events, claim, epoch=self.epoch)
             except StoreUnavailable as exc:
                 delay = self.store_retry.delay_after(min(attempt, 6))
