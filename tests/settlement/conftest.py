@@ -24,6 +24,7 @@ from engine.retry import RetryPolicy
 from engine.settlement import Checkpoint, Settlement, no_checkpoint
 from settlement.assembler import ChainAssembler
 from settlement.embedded import EmbeddedChain
+from settlement.faults import InjectedFault
 from settlement.keys import Keyring
 from tests.conftest import TestStores, reset_stores
 from venues.simulated import METEORA, RAYDIUM, SimulatedVenue, VenueTiming
@@ -63,6 +64,19 @@ class Rig:
 
     def store(self) -> PostgresSettlementStore:
         return PostgresSettlementStore(self.pool)
+
+    def hold_back(self, held: list[bytes]) -> Checkpoint:
+        """A checkpoint that, the first time a transaction is persisted (while ``held`` is empty), keeps its
+        signed bytes in ``held`` and kills the run before it sends them."""
+
+        async def checkpoint(step: str, order_id: str) -> None:
+            if step == "persisted" and not held:
+                pending = await self.store().load(order_id)
+                assert pending is not None
+                held.append(pending.raw)
+                raise InjectedFault(step, order_id)
+
+        return checkpoint
 
     def settlement(self, checkpoint: Checkpoint = no_checkpoint, chain: Chain | None = None) -> Settlement:
         used = chain or self.chain

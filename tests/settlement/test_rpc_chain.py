@@ -58,13 +58,7 @@ async def test_an_order_settles_over_json_rpc(rig: Rig, rpc: RpcChain) -> None:
 async def test_rpc_tells_duplicates_and_expired_blockhashes_apart(rig: Rig, rpc: RpcChain) -> None:
     [order_id] = await rig.submit(1)
     held: list[bytes] = []
-
-    async def hold_back(step: str, oid: str) -> None:
-        if step == "persisted" and not held:
-            pending = await rig.store().load(oid)
-            assert pending is not None
-            held.append(pending.raw)
-            raise InjectedFault(step, oid)
+    hold_back = rig.hold_back(held)  # the run dies before sending
 
     with pytest.raises(InjectedFault):
         await rig.workflow(hold_back, chain=rpc).run(order_id)

@@ -64,13 +64,7 @@ async def test_a_zombie_run_of_the_same_order_lands_nothing_more(rig: Rig) -> No
 async def test_a_held_back_transaction_never_lands_after_expiry(rig: Rig) -> None:
     [order_id] = await rig.submit(1)
     held: list[bytes] = []
-
-    async def hold_back(step: str, oid: str) -> None:
-        if step == "persisted" and not held:
-            pending = await rig.store().load(oid)
-            assert pending is not None
-            held.append(pending.raw)
-            raise InjectedFault(step, oid)  # the run dies before sending
+    hold_back = rig.hold_back(held)  # the run dies before sending
 
     with pytest.raises(InjectedFault):
         await rig.workflow(hold_back).run(order_id)
