@@ -324,9 +324,11 @@ class Dispatcher(EngineActor):
         log.warning("executor lost the order", extra={"order_id": order_id, "error": error[:300], "redispatch": tries})
         if not requeue:
             log.error("order keeps failing in executors; failing it", extra={"order_id": order_id, "error": error})
-            with contextlib.suppress(Exception):
+            try:
                 await self._executors[index].abandon.remote(order_id, f"internal error after {tries} executions: {error}")
-            return
+                return
+            except Exception as exc:  # its executor is still restarting: the order stays queued until one can fail it
+                log.warning("could not fail the order yet; queued again", extra={"order_id": order_id, "error": f"{type(exc).__name__}"})
         with contextlib.suppress(StoreUnavailable):
             loaded = await stores.journal.load(order_id)
             if loaded is not None:
