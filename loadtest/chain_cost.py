@@ -103,7 +103,7 @@ async def measure(orders: int, concurrency: int) -> dict[str, float]:
     trader = keys.wallet("local")
     terms = await pools[RAYDIUM].commit_leg("order_parts", quote, 0.0)
     recent = await chain.latest_blockhash()
-    authority = keys.venue_authority(RAYDIUM)
+    authority = keys.pool_authority(RAYDIUM, terms.mint_in, terms.mint_out)
     started = time.process_time()
     raws = []
     for i in range(orders):
