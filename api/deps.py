@@ -19,9 +19,11 @@ from api.wallets import Wallets, wallets_for
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
 from engine.adapters.stores import Stores, open_stores, urls
+from engine.balance_view import BalanceView
 from engine.intake import OrderIntake
 from engine.models import VenueName
 from engine.settings import Settings
+from engine.tokens import mint_of
 
 PAIRS_REFRESH_S = 1.0
 """An order for a pair no venue was known to trade asks the venues again, at most this often."""
@@ -34,6 +36,7 @@ class Edge:
         self.venues = venues
         self._chain = chain
         self._wallets: Wallets | None = None
+        self._balances: BalanceView | None = None
         self.subscriptions = ReplicaSubscriptions(hub)
         self.tradable: frozenset[tuple[str, str]] = frozenset()
         self._pairs_asked_at = -PAIRS_REFRESH_S
@@ -55,6 +58,19 @@ class Edge:
         if self._wallets is None:
             self._wallets = wallets_for(self.settings, self._chain)
         return self._wallets
+
+    @property
+    def balances(self) -> BalanceView:
+        """The replica's view of wallet balances for the funds check at intake."""
+        if self._balances is None:
+            wallets = self.wallets
+
+            async def read(account: str, token: str) -> int:
+                mint = mint_of(token)
+                return (await wallets.balances(account, [token])).get(mint, 0)
+
+            self._balances = BalanceView(read)
+        return self._balances
 
     @property
     def journal(self) -> PostgresJournal:
@@ -122,6 +138,8 @@ class Edge:
         return self._feed
 
     async def close(self) -> None:
+        if self._balances is not None:
+            self._balances.close()
         if self._stores is not None:
             await self.guard.close()
         if self._feed is not None:
