@@ -86,7 +86,9 @@ class Edge:
                 if self._stores is None:
                     # no connection is made here, so a database that is down answers 503 per request
                     stores = await open_stores(self.settings, min_size=0, max_size=12)
-                    self.intake = OrderIntake(stores.journal, stores.orders, market_max_age_s=self.settings.market_max_age_s)
+                    # four batched writes at once: at low concurrency an order rarely waits for a batch slot
+                    max_age = self.settings.market_max_age_s
+                    self.intake = OrderIntake(stores.journal, stores.orders, max_in_flight=4, market_max_age_s=max_age)
                     self.guard = Guard(self.settings, stores, self.venues, lambda: self.tradable)
                     self.guard.start()
                     self.subscriptions.start()

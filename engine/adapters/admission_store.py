@@ -139,7 +139,7 @@ class AdmissionStore:
         self._open_stream = client.register_script(_OPEN_STREAM)
         self._refresh = client.register_script(_REFRESH_STREAMS)
         self._remove = client.register_script(OPEN_REMOVE)
-        self._admits: Coalescer[tuple[list[str], list[str]], Any] = Coalescer(self._admit_many, max_batch=128, max_in_flight=2)
+        self._admits: Coalescer[tuple[list[str], list[str]], Any] = Coalescer(self._admit_many, max_batch=128, max_in_flight=4)
 
     def rate_key(self, account: str) -> str:
         return f"{self.prefix}acct:rate:{account}"
