@@ -6,7 +6,8 @@ In that order, each answer before anything is stored:
 * 422 ``Risk check failed`` with one detail per broken rule (``max_notional``, ``max_depth_share``,
   ``max_open_notional``);
 * 422 ``Insufficient funds`` when the account's wallet holds less of ``tokenIn`` than the order sells
-  (read from the chain; 503 if the chain does not answer);
+  (:class:`engine.balance_view.BalanceView`: the chain is asked unless a fresh view plainly covers the
+  order; 503 if the chain does not answer);
 * 429 ``Too many requests`` over the account's rate or open-order cap, with ``Retry-After`` and the
   ``RateLimit-*`` headers; 503 with ``Retry-After`` when the engine's queue is full;
 * then intake as before (503 if a store is down), and 202 with the ``RateLimit-*`` headers.
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse
 from api.auth import unauthorized
 from api.deps import Edge
 from api.errors import error_response, rejected
+from api.wallets import Shortfall
 from engine.accounts import AccountLimits, Principal
 from engine.admission import OPEN_ORDERS_RETRY_S, Admission, Verdict, retry_after_queue, retry_after_rate
 from engine.errors import StoreUnavailable
@@ -34,6 +36,8 @@ from engine.intake import Rejection
 from engine.logs import bind
 from engine.models import OrderRequest
 from engine.risk import assess, open_notional_denial
+from engine.settlement import from_base_units, to_base_units
+from engine.tokens import decimals_of, mint_of
 from engine.trading_state import ScopeState, pair_scope
 
 log = logging.getLogger("api.admission")
@@ -60,13 +64,14 @@ async def submit(here: Edge, who: Principal, request: OrderRequest, key: str | N
     assessment = assess(request.token_in, request.token_out, request.amount, await guard.market.view(), limits)
     if not assessment.passed or assessment.notional_usd is None:
         return risk_failed([d.detail() for d in assessment.denials])
+    decimals = decimals_of(mint_of(request.token_in))
     try:
-        short = await here.wallets.shortfall(who.account, request.token_in, request.amount)
+        held = await here.balances.reserve(who.account, request.token_in, to_base_units(request.amount, decimals))
     except Exception:  # the chain did not answer: the order is not accepted blind
         log.warning("wallet check failed", exc_info=True)
         return error_response(503, "Service unavailable", "the chain is unavailable; try again")
-    if short is not None:
-        return error_response(422, "Insufficient funds", str(short))
+    if held is not None:
+        return error_response(422, "Insufficient funds", str(Shortfall(request.token_in, from_base_units(held, decimals), request.amount)))
     order_id = new_order_id(int(now_ms))
     scope = pair_scope(request.token_in, request.token_out)
     admission = await guard.admit(who, scope, limits, order_id, assessment.notional_usd)

@@ -22,10 +22,11 @@ CONSOLE = Path(__file__).with_name("console")
 
 class EngineApp(FastAPI):
     """FastAPI with :class:`api.middleware.RequestContext` outermost: outside even the handler of unexpected
-    errors, so a 500 carries its request id too."""
+    errors, so a 500 carries its request id too; inside it, the order intake's fast path
+    (:class:`api.routes.orders.FastExecute`)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestContext(super().build_middleware_stack())
+        return RequestContext(orders.FastExecute(super().build_middleware_stack()))
 
 
 def create_app() -> FastAPI:

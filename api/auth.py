@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 from starlette.websockets import WebSocket
@@ -66,11 +66,21 @@ async def optional_caller(connection: HTTPConnection) -> Principal | None:
         return None
 
 
+def permitted(who: Principal, scope: Scope) -> Principal:
+    """``who`` if its key has ``scope``; else 403."""
+    if not who.may(scope):
+        raise forbidden(f"this key lacks the {scope.value} scope")
+    return who
+
+
+async def caller_with(request: Request, scope: Scope) -> Principal:
+    """What :data:`Trader` and its kind resolve to, outside FastAPI's dependency solving."""
+    return permitted(await caller(await bearer(request), request), scope)
+
+
 def require(scope: Scope) -> Any:
     async def dependency(who: Annotated[Principal, Depends(caller)]) -> Principal:
-        if not who.may(scope):
-            raise forbidden(f"this key lacks the {scope.value} scope")
-        return who
+        return permitted(who, scope)
 
     return dependency
 

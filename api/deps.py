@@ -19,9 +19,11 @@ from api.wallets import Wallets, wallets_for
 from engine.adapters.postgres import PostgresJournal
 from engine.adapters.redis_store import RedisOrders
 from engine.adapters.stores import Stores, open_stores, urls
+from engine.balance_view import BalanceView
 from engine.intake import OrderIntake
 from engine.models import VenueName
 from engine.settings import Settings
+from engine.tokens import mint_of
 
 PAIRS_REFRESH_S = 1.0
 """An order for a pair no venue was known to trade asks the venues again, at most this often."""
@@ -34,6 +36,7 @@ class Edge:
         self.venues = venues
         self._chain = chain
         self._wallets: Wallets | None = None
+        self._balances: BalanceView | None = None
         self.subscriptions = ReplicaSubscriptions(hub)
         self.tradable: frozenset[tuple[str, str]] = frozenset()
         self._pairs_asked_at = -PAIRS_REFRESH_S
@@ -57,6 +60,19 @@ class Edge:
         return self._wallets
 
     @property
+    def balances(self) -> BalanceView:
+        """The replica's view of wallet balances for the funds check at intake."""
+        if self._balances is None:
+            wallets = self.wallets
+
+            async def read(account: str, token: str) -> int:
+                mint = mint_of(token)
+                return (await wallets.balances(account, [token])).get(mint, 0)
+
+            self._balances = BalanceView(read)
+        return self._balances
+
+    @property
     def journal(self) -> PostgresJournal:
         return self.stores.journal
 
@@ -70,7 +86,9 @@ class Edge:
                 if self._stores is None:
                     # no connection is made here, so a database that is down answers 503 per request
                     stores = await open_stores(self.settings, min_size=0, max_size=12)
-                    self.intake = OrderIntake(stores.journal, stores.orders, market_max_age_s=self.settings.market_max_age_s)
+                    # four batched writes at once: at low concurrency an order rarely waits for a batch slot
+                    max_age = self.settings.market_max_age_s
+                    self.intake = OrderIntake(stores.journal, stores.orders, max_in_flight=4, market_max_age_s=max_age)
                     self.guard = Guard(self.settings, stores, self.venues, lambda: self.tradable)
                     self.guard.start()
                     self.subscriptions.start()
@@ -122,6 +140,8 @@ class Edge:
         return self._feed
 
     async def close(self) -> None:
+        if self._balances is not None:
+            self._balances.close()
         if self._stores is not None:
             await self.guard.close()
         if self._feed is not None:

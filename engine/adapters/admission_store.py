@@ -11,7 +11,8 @@ Keys (under the engine's prefix):
 * ``acct:streams:<account>``  the account's open WebSockets: stream id -> expiry (ms); replicas refresh theirs
 * ``trading:state``           the trading state's mirror (:mod:`engine.adapters.trading_store`)
 
-Time is Redis's own (``TIME``), so replicas' clocks do not matter. An order reserved here but never
+Concurrent submissions' scripts go to Redis in one pipeline (:class:`engine.batching.Coalescer`). Time is
+Redis's own (``TIME``), so replicas' clocks do not matter. An order reserved here but never
 stored (the replica died in between) is not in the ``active`` set: once it is older than a grace period
 it is pruned when the account next reaches a cap.
 """
@@ -26,11 +27,13 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.accounts import AccountLimits
 from engine.adapters.redis_store import OPEN_REMOVE, account_open_key, account_open_usd_key
 from engine.admission import Admission, Verdict
+from engine.batching import Coalescer
 from engine.errors import StoreUnavailable
 from engine.trading_state import ScopeState
 
@@ -136,6 +139,7 @@ class AdmissionStore:
         self._open_stream = client.register_script(_OPEN_STREAM)
         self._refresh = client.register_script(_REFRESH_STREAMS)
         self._remove = client.register_script(OPEN_REMOVE)
+        self._admits: Coalescer[tuple[list[str], list[str]], Any] = Coalescer(self._admit_many, max_batch=128, max_in_flight=4)
 
     def rate_key(self, account: str) -> str:
         return f"{self.prefix}acct:rate:{account}"
@@ -181,7 +185,7 @@ class AdmissionStore:
             repr(order_usd),
             str(PRUNE_GRACE_MS),
         ]
-        answer: list[Any] = await guarded(lambda: self._admit(keys=keys, args=args))
+        answer: list[Any] = await guarded(lambda: self._admits.submit((keys, args)))
         verdict = Verdict(int(answer[0]))
         burst, rate = limits.rate_burst, limits.rate_per_second
         if verdict in (Verdict.REVOKED, Verdict.STATE_UNKNOWN):
@@ -194,6 +198,27 @@ class AdmissionStore:
         if verdict is Verdict.QUEUE_FULL:
             return Admission(verdict, burst, rate, tokens, queued=int(answer[2]))
         return Admission(verdict, burst, rate, tokens, open_orders=int(answer[2]), open_usd=float(_text(answer[3])))
+
+    async def _admit_many(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        """Concurrent submissions' scripts in one pipeline (each script is atomic on its own, as before);
+        a script Redis does not hold (it restarted) is loaded and those calls sent again."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self._admit(keys=keys, args=args)]
+        results = await self._pipelined(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            self._admit.sha = await self.client.script_load(_ADMIT)
+            for i, result in zip(missing, await self._pipelined([calls[i] for i in missing]), strict=True):
+                results[i] = result
+        return results
+
+    async def _pipelined(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def release(self, account: str, order_id: str) -> None:
         """Undo a reservation whose order was not stored (refused, or an idempotent replay)."""

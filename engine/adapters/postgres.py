@@ -188,8 +188,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A released connection keeps its session: asyncpg's default reset is a query (advisory unlock, CLOSE
+    ALL, UNLISTEN, RESET ALL) and a round trip on every release, and pooled connections here hold no session
+    state (locks are transaction-scoped, LISTEN has its own connection). An open transaction is still
+    rolled back and listeners dropped by asyncpg before this runs."""
+
+
 async def create_pool(dsn: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=10)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session, command_timeout=10
+    )
     assert pool is not None
     return pool
 

@@ -135,13 +135,15 @@ class RedisOrders:
         await self.accept_many([order])
 
     async def accept_many(self, orders: list[Order]) -> None:
-        """Intake: record, mark active and enqueue, atomically (one pipeline for the batch)."""
+        """Intake: record, mark active and enqueue, atomically (one pipeline for the batch). The open-order
+        script goes as EVAL, not as a registered script: a pipeline that carries one first asks Redis
+        whether it holds it, a second round trip on every intake write."""
 
         async def op() -> None:
             async with self.client.pipeline(transaction=True) as pipe:
                 for order in orders:
                     pipe.set(self.order_key(order.order_id), order.model_dump_json())
-                    await self._open_add(keys=self.open_keys(order.account), args=[order.order_id, self.open_entry(order)], client=pipe)
+                    pipe.eval(OPEN_ADD, 2, *self.open_keys(order.account), order.order_id, self.open_entry(order))
                 pipe.sadd(self.active_key, *(o.order_id for o in orders))
                 pipe.zadd(self.queue_key, {o.order_id: queue_score(o) for o in orders}, nx=True)
                 await pipe.execute()

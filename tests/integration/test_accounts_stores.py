@@ -174,6 +174,19 @@ async def test_the_token_bucket_admits_a_burst_then_the_rate(trading: TradingSta
     assert (await _admit(admission)).verdict is Verdict.RATE_LIMITED  # the token just taken was the only one
 
 
+async def test_concurrent_admissions_share_a_pipeline_and_each_gets_its_own_verdict(
+    trading: TradingStateStore, admission: AdmissionStore, client: aioredis.Redis
+) -> None:
+    limits = replace(LIMITS, rate_burst=5)
+    admission._admit.sha = "0" * 40  # as if Redis had lost the script (restarted): it is loaded again
+    verdicts = await asyncio.gather(*(_admit(admission, limits=limits, order_id=f"order_{i}") for i in range(8)))
+    assert sorted(v.verdict for v in verdicts) == [Verdict.ADMITTED] * 5 + [Verdict.RATE_LIMITED] * 3
+    assert await admission.open_orders("alice") == (5, 5.0)
+    assert admission._admits.flushes < 8  # they went together
+    again = await asyncio.gather(*(_admit(admission, limits=limits, account=f"acct{i}") for i in range(4)))
+    assert all(v.admitted for v in again)
+
+
 async def test_open_orders_cap_and_notional_hold_and_free_up_when_orders_finish(
     trading: TradingStateStore, admission: AdmissionStore, redis_orders: RedisOrders
 ) -> None:
