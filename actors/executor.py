@@ -66,6 +66,7 @@ class OrderExecutor(EngineActor):
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                         observer=OrderMetrics(),
                         settlement=settlement_for(self._settings, stores.pool, venues, self._chain),
+                        trigger_max_age_ms=self._settings.trigger_max_age_ms,
                     )
         return self._workflow
 

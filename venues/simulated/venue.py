@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from solders.keypair import Keypair
@@ -68,6 +69,23 @@ class PoolSnapshot:
         """What ``amount`` of ``token_in`` would give now; raises ``PoolExhausted`` past the depth."""
         return self.pool.fill(amount, x_to_y=token_in == self.base).amount_out
 
+    def quote(self, venue: VenueName, token_in: str, token_out: str, amount: float, at_ms: float) -> DexQuote:
+        """What the venue would quote in this state; raises ``PoolExhausted`` past the depth."""
+        fill = self.pool.fill(amount, x_to_y=token_in == self.base)
+        return DexQuote(
+            venue=venue,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount,
+            amount_out=fill.amount_out,
+            price=fill.amount_out / amount,
+            spot_price=fill.spot_price,
+            fee_bps=fill.fee_bps,
+            price_impact_pct=fill.price_impact_pct,
+            liquidity=fill.liquidity_out,
+            quoted_at=at_ms,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class VenueTiming:
@@ -124,6 +142,8 @@ class SimulatedVenue:
     committing: int = field(init=False, default=0)
     """Legs being agreed right now (inside the simulated swap latency)."""
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
+    listeners: list[Callable[[str, str, PoolSnapshot], None]] = field(init=False, default_factory=list)
+    """Told ``(base, quote, state)`` whenever a pool is listed, moved or traded (an account subscription)."""
 
     def __post_init__(self) -> None:
         if self.profile is None:
@@ -158,6 +178,10 @@ class SimulatedVenue:
         if self.timing.fault_rate > 0 and self.rng.random() < self.timing.fault_rate:
             raise TransientVenueError(self.name, f"{what} timed out (simulated RPC fault)")
 
+    def _notify(self, live: _LivePool) -> None:
+        for listener in self.listeners:
+            listener(live.spec.base, live.spec.quote, PoolSnapshot(live.pool.copy(), live.spec.base))
+
     def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
         """List a new pool (simulation admin: a token launch). Replaces an existing one for the pair."""
         if reserve_base <= 0 or reserve_quote <= 0:
@@ -171,6 +195,7 @@ class SimulatedVenue:
         else:
             pool = BinnedPool.uniform(price, 2 * reserve_quote, 25.0, DLMM_BINS_EACH_SIDE)
         self._pools[pair_key(base, quote)] = _LivePool(spec, pool, price, self.clock.now())
+        self._notify(self._pools[pair_key(base, quote)])
 
     def move_price(self, base: str, quote: str, percent: float) -> float:
         """Push the pool's price by ``percent`` (simulation admin: a market move); return the new spot."""
@@ -178,6 +203,7 @@ class SimulatedVenue:
         target = live.pool.spot() * (1.0 + percent / 100.0)
         live.pool.move_price_to(target)
         live.reference = target
+        self._notify(live)
         return live.pool.spot()
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
@@ -247,6 +273,7 @@ class SimulatedVenue:
             fill = live.pool.swap(quote.amount_in, x_to_y)
         except PoolExhausted as exc:
             raise InsufficientLiquidity(self.name, str(exc)) from exc
+        self._notify(live)
         mint_in, mint_out = mint_of(quote.token_in), mint_of(quote.token_out)
         decimals_in, decimals_out = decimals_of(mint_in), decimals_of(mint_out)
         terms = LegTerms(
