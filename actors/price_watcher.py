@@ -55,7 +55,11 @@ class _Round:
 
     async def states(self) -> TradingStates | None:
         if not self._read:
-            self._states, self._read = await self._watcher._states(), True
+            if self._dispatching is None:  # both are asked before a trigger: at once
+                self._states, self._dispatching = await asyncio.gather(self._watcher._states(), self._watcher._dispatching())
+            else:
+                self._states = await self._watcher._states()
+            self._read = True
         return self._states
 
     async def dispatching(self) -> bool:
@@ -72,8 +76,8 @@ class PriceWatcher(EngineActor):
         self._seen: dict[frozenset[str], dict[VenueName, Seen]] = defaultdict(dict)
         self._triggers: dict[str, Trigger] = {}
         self._loop: asyncio.Task[None] | None = None
+        self._subscriptions: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._subscribed_at = 0.0
         self.ticks = 0
         self.snapshots = 0
         self.fired = 0
@@ -97,13 +101,18 @@ class PriceWatcher(EngineActor):
                 if held_by_watcher(order):
                     self._add(Watch.of(order))
             await self._subscribe()
+            self._subscriptions = asyncio.create_task(self._resubscribe())
             self._loop = asyncio.create_task(self._run())
             log.info("price watcher started", extra={"watching": self.watching()})
             return True
 
+    async def _resubscribe(self) -> None:
+        while True:
+            await asyncio.sleep(SUBSCRIBE_EVERY_S)
+            await self._subscribe()
+
     async def _subscribe(self) -> None:
         """Ask every venue to push its pool changes here (a venue that cannot is polled only)."""
-        self._subscribed_at = time.monotonic()
         with contextlib.suppress(Exception):  # not running as an actor (nothing can push to it), or a venue is down
             me = ray.get_runtime_context().current_actor
             await asyncio.gather(*(handle.subscribe.remote(me) for handle in self._venues.values()), return_exceptions=True)
@@ -158,8 +167,6 @@ class PriceWatcher(EngineActor):
         while True:
             started = time.monotonic()
             try:
-                if started - self._subscribed_at > SUBSCRIBE_EVERY_S:
-                    await self._subscribe()
                 await self.tick()
             except Exception:  # a bad tick must not stop the watcher
                 log.exception("price watcher tick failed")
@@ -262,6 +269,7 @@ class PriceWatcher(EngineActor):
         }
 
     async def close(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
+        for task in (self._loop, self._subscriptions):
+            if task is not None:
+                task.cancel()
         await super().close()

@@ -21,13 +21,13 @@ from pathlib import Path
 import aiohttp
 
 from loadtest.engine_run import EngineRun
-from loadtest.sniper_latency import arguments, engine_env, follow, place, summary, wait_waiting
+from loadtest.sniper_latency import arguments, engine_env, follow, place, stage_summary, stages, summary, wait_waiting
 from venues.simulated import b58encode
 
 LIMIT_PRICE = 1_030.0
 
 
-async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
+async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[float, dict[str, float]]:
     mint = b58encode(secrets.token_bytes(32))
     pool = {"venue": "raydium", "base": mint, "quote": "SOL", "reserveBase": 1_000_000, "reserveQuote": 1_000}
     async with session.post(f"{url}/api/sim/pools", json=pool) as resp:
@@ -35,7 +35,8 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
     body = {"tokenIn": "SOL", "tokenOut": mint, "amount": 1, "orderType": "LIMIT", "limitPrice": LIMIT_PRICE}
     order_id = await place(session, url, body)
     submitted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-    follower = asyncio.create_task(follow(session, ws_url, order_id, submitted))
+    times: dict[str, float] = {}
+    follower = asyncio.create_task(follow(session, ws_url, order_id, submitted, times))
     await wait_waiting(session, url, order_id)
     await asyncio.sleep(0.3)  # past a poll or two below the limit: it must fire on the move, not before
     assert not submitted.done(), "the order fired before its price was crossed"
@@ -45,7 +46,7 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> float:
         assert resp.status == 200, await resp.text()
     at = await asyncio.wait_for(submitted, 30)
     await asyncio.wait_for(follower, 30)
-    return at - sent_at
+    return at - sent_at, stages(sent_at, times)
 
 
 async def main() -> None:
@@ -54,13 +55,15 @@ async def main() -> None:
     try:
         await run.start()
         async with aiohttp.ClientSession() as session:
-            latencies = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
+            rows = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
     finally:
         await run.stop()
     print(
-        f"price crossed -> swap submitted over {len(latencies)} LIMIT orders (watch interval {args.watch_interval_ms:g} ms, "
-        f"quote 200 ms), from the move request: {summary(latencies)}"
+        f"price crossed -> swap submitted over {len(rows)} LIMIT orders (watch interval {args.watch_interval_ms:g} ms, "
+        f"quote 200 ms), from the move request: {summary([r[0] for r in rows])}"
     )
+    print("each, in order (ms):", " ".join(f"{r[0]:.0f}" for r in rows))
+    print(f"stages from the move request: {stage_summary([r[1] for r in rows])}")
 
 
 if __name__ == "__main__":

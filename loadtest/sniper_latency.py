@@ -30,11 +30,16 @@ from loadtest.engine_run import EngineRun
 from venues.simulated import b58encode
 
 
-async def follow(session: aiohttp.ClientSession, ws_url: str, order_id: str, submitted: asyncio.Future[float]) -> None:
-    """Read the order's stream to its end; set ``submitted`` to the ``submitted`` event's time."""
+async def follow(
+    session: aiohttp.ClientSession, ws_url: str, order_id: str, submitted: asyncio.Future[float], times: dict[str, float] | None = None
+) -> None:
+    """Read the order's stream to its end; set ``submitted`` to the ``submitted`` event's time (and
+    ``times`` to each status's time)."""
     async with session.ws_connect(f"{ws_url}/api/orders/{order_id}/status") as ws:
         async for message in ws:
             event = json.loads(message.data)
+            if times is not None and "timestamp" in event:
+                times.setdefault(str(event.get("status")), float(event["timestamp"]))
             if event.get("status") == "submitted" and not submitted.done():
                 submitted.set_result(float(event["timestamp"]))
             if event.get("status") in TERMINAL:
@@ -57,11 +62,26 @@ async def place(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) 
         return str(answer["orderId"])
 
 
-async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[float, float]:
+def stages(start: float, times: dict[str, float]) -> dict[str, float]:
+    """Where the time went: to the ``routing`` event (push, fire, dispatch, claim), to ``building``
+    (routing, the durable decision) and to ``submitted``."""
+    return {
+        "to routing": times["routing"] - start,
+        "routing": times["building"] - times["routing"],
+        "to submitted": times["submitted"] - times["building"],
+    }
+
+
+def stage_summary(rows: list[dict[str, float]]) -> str:
+    return "; ".join(f"{name} {summary([row[name] for row in rows])}" for name in rows[0])
+
+
+async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[float, float, dict[str, float]]:
     mint = b58encode(secrets.token_bytes(32))
     order_id = await place(session, url, {"tokenIn": "SOL", "tokenOut": mint, "amount": 1, "orderType": "SNIPER"})
     submitted: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-    follower = asyncio.create_task(follow(session, ws_url, order_id, submitted))
+    times: dict[str, float] = {}
+    follower = asyncio.create_task(follow(session, ws_url, order_id, submitted, times))
     await wait_waiting(session, url, order_id)
     pool = {"venue": "raydium", "base": mint, "quote": "SOL", "reserveBase": 1_000_000, "reserveQuote": 1_000}
     sent_at = time.time() * 1000
@@ -69,7 +89,7 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[f
         listed_at = float((await resp.json())["listedAt"])
     at = await asyncio.wait_for(submitted, 30)
     await asyncio.wait_for(follower, 30)
-    return at - sent_at, at - listed_at
+    return at - sent_at, at - listed_at, stages(sent_at, times)
 
 
 def summary(latencies: list[float]) -> str:
@@ -99,13 +119,15 @@ async def main() -> None:
     try:
         await run.start()
         async with aiohttp.ClientSession() as session:
-            pairs = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
+            rows = [await _one(session, run.url, run.ws_url) for _ in range(args.orders)]
     finally:
         await run.stop()
     print(
-        f"pool listed -> swap submitted over {len(pairs)} sniper orders (watch interval {args.watch_interval_ms:g} ms, quote 200 ms): "
-        f"from the listing request {summary([p[0] for p in pairs])}; from listedAt {summary([p[1] for p in pairs])}"
+        f"pool listed -> swap submitted over {len(rows)} sniper orders (watch interval {args.watch_interval_ms:g} ms, quote 200 ms): "
+        f"from the listing request {summary([r[0] for r in rows])}; from listedAt {summary([r[1] for r in rows])}"
     )
+    print("each, in order (ms):", " ".join(f"{r[1]:.0f}" for r in rows))
+    print(f"stages from the listing request: {stage_summary([r[2] for r in rows])}")
 
 
 if __name__ == "__main__":
