@@ -47,7 +47,8 @@ Pair = tuple[str, str]
 class _Round:
     """What one round of decisions asks the stores: each at most once, and only if something would fire."""
 
-    def __init__(self, watcher: PriceWatcher, states: TradingStates | None = None, read: bool = False) -> None:
+    def __init__(self, watcher: PriceWatcher, states: TradingStates | None = None, read: bool = False, via: str = "poll") -> None:
+        self.via = via  # what brought the round on (push, poll, watch): logged with what it fires
         self._watcher = watcher
         self._states = states
         self._read = read
@@ -129,7 +130,8 @@ class PriceWatcher(EngineActor):
         now_ms = time.time() * 1000
         seen = self._seen.get(frozenset(watch.pair), {})
         if any(now_ms - s.at_ms <= self._settings.trigger_max_age_ms for s in seen.values()):
-            await self._decide(watch.pair, fresh_views(self._venues, seen, now_ms, self._settings.trigger_max_age_ms), now_ms)
+            views = fresh_views(self._venues, seen, now_ms, self._settings.trigger_max_age_ms)
+            await self._decide(watch.pair, views, now_ms, _Round(self, via="watch"))
 
     async def unwatch(self, order_id: str) -> None:
         for watches in self._watches.values():
@@ -148,7 +150,7 @@ class PriceWatcher(EngineActor):
         self.pushes += 1
         max_age = self._settings.trigger_max_age_ms
         now_ms = time.time() * 1000
-        round_ = _Round(self)
+        round_ = _Round(self, via="push")
         done = 0
         for base, quote, state, at_ms in changes:
             key = frozenset((base, quote))
@@ -191,15 +193,14 @@ class PriceWatcher(EngineActor):
                     seen.pop(name, None)
                 else:
                     seen[name] = Seen(view, now_ms)
-        round_ = _Round(self, await self._states(), read=True)
+        round_ = _Round(self, await self._states(), read=True, via="poll")
         done = 0
         for pair, pair_views in zip(pairs, views, strict=True):
             done += await self._decide(pair, pair_views, now_ms, round_)
         return done
 
-    async def _decide(self, pair: Pair, views: Mapping[VenueName, PoolView | None], now_ms: float, round_: _Round | None = None) -> int:
+    async def _decide(self, pair: Pair, views: Mapping[VenueName, PoolView | None], now_ms: float, round_: _Round) -> int:
         """Fire or expire the pair's orders whose condition ``views`` meet; how many did."""
-        round_ = round_ or _Round(self)
         done = 0
         for watch in list(self._watches[pair].values()):
             verdict = decide(watch, views, now_ms)
@@ -228,7 +229,10 @@ class PriceWatcher(EngineActor):
                 self._triggers.pop(watch.order_id, None)
                 log.warning("could not fire order; next tick retries", extra={"order_id": watch.order_id, "error": str(exc)})
                 continue
-            log.info("order condition met" if verdict is Verdict.TRIGGER else "order expired", extra={"order_id": watch.order_id})
+            log.info(
+                "order condition met" if verdict is Verdict.TRIGGER else "order expired",
+                extra={"order_id": watch.order_id, "via": round_.via, "decided_ms": round(time.time() * 1000 - now_ms, 1)},
+            )
             done += 1
         return done
 

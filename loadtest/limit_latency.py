@@ -44,9 +44,10 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[f
     sent_at = time.time() * 1000
     async with session.post(f"{url}/api/sim/price", json=move) as resp:
         assert resp.status == 200, await resp.text()
+    answered_at = time.time() * 1000
     at = await asyncio.wait_for(submitted, 30)
     await asyncio.wait_for(follower, 30)
-    return at - sent_at, stages(sent_at, times)
+    return at - sent_at, {**stages(sent_at, times), "(the move request itself)": answered_at - sent_at}
 
 
 async def main() -> None:

@@ -87,9 +87,10 @@ async def _one(session: aiohttp.ClientSession, url: str, ws_url: str) -> tuple[f
     sent_at = time.time() * 1000
     async with session.post(f"{url}/api/sim/pools", json=pool) as resp:
         listed_at = float((await resp.json())["listedAt"])
+    answered_at = time.time() * 1000
     at = await asyncio.wait_for(submitted, 30)
     await asyncio.wait_for(follower, 30)
-    return at - sent_at, at - listed_at, stages(sent_at, times)
+    return at - sent_at, at - listed_at, {**stages(sent_at, times), "(the listing request itself)": answered_at - sent_at}
 
 
 def summary(latencies: list[float]) -> str:
