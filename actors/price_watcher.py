@@ -181,7 +181,7 @@ class PriceWatcher(EngineActor):
         self.ticks += 1
         self.snapshots += len(pairs) * len(self._venues)
         now_ms = time.time() * 1000
-        self._drop_old_triggers(now_ms)
+        self._forget_old(now_ms)
         if not pairs:
             return 0
         views = await asyncio.gather(*(self._views(pair) for pair in pairs))
@@ -236,11 +236,17 @@ class PriceWatcher(EngineActor):
             done += 1
         return done
 
-    def _drop_old_triggers(self, now_ms: float) -> None:
-        """Forget fired orders' pool states once too old to swap on (their runs quote again)."""
+    def _forget_old(self, now_ms: float) -> None:
+        """Forget pool states too old to decide or swap on: fired orders' (their runs quote again) and
+        pushed ones (a pair nobody watches would otherwise be kept for good)."""
         keep_ms = max(self._settings.trigger_max_age_ms, 1000.0)
         for order_id in [o for o, t in self._triggers.items() if now_ms - t.fired_at_ms > keep_ms]:
             del self._triggers[order_id]
+        for key, seen in list(self._seen.items()):
+            for venue in [v for v, s in seen.items() if now_ms - s.at_ms > keep_ms]:
+                del seen[venue]
+            if not seen:
+                del self._seen[key]
 
     async def _dispatching(self) -> bool:
         """Whether this engine's dispatcher holds the dispatch lease (else this engine stands by)."""
