@@ -25,6 +25,7 @@ from engine.adapters.dispatch_lease import DispatchLease
 from engine.adapters.event_log import EventLog
 from engine.adapters.stores import Stores
 from engine.adapters.trading_store import DispatchGate, TradingStateStore
+from engine.bands import Band
 from engine.batching import Pacer
 from engine.dispatch import DispatchPolicy, Round
 from engine.errors import StoreUnavailable
@@ -301,20 +302,30 @@ class Dispatcher(EngineActor):
                 self.answers += 1
                 for order_id, _, error in await ref:
                     unanswered.discard(order_id)
-                    self._finished(index, order_id)
+                    self._finished(stores, index, order_id)
                     if error is not None:
                         await self._lost(stores, index, order_id, error)
         except (RayActorError, ActorUnavailableError, RayTaskError) as exc:
             lost = exc
         finally:
             for order_id in unanswered:
-                self._finished(index, order_id)
+                self._finished(stores, index, order_id)
         for order_id in unanswered:
             await self._lost(stores, index, order_id, f"{type(lost).__name__}: {lost}")
 
-    def _finished(self, index: int, order_id: str) -> None:
-        self._policy.finished(index, order_id)
+    def _finished(self, stores: Stores, index: int, order_id: str) -> None:
+        band = self._policy.finished(index, order_id)
         self._freed.set()
+        if band is not None:  # popped while this run was under way (e.g. fired by the watcher): queue it again now
+            task = asyncio.create_task(self._enqueue(stores, order_id, band))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _enqueue(self, stores: Stores, order_id: str, band: Band) -> None:
+        try:
+            await stores.orders.enqueue(order_id, band, time.time() * 1000)
+        except StoreUnavailable as exc:  # the sweep queues it later
+            log.warning("could not queue a deferred order again", extra={"order_id": order_id, "error": str(exc)})
 
     async def _lost(self, stores: Stores, index: int, order_id: str, error: str) -> None:
         """The executor died or failed mid-order: the order is still open in PostgreSQL. Queue it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from engine.logs import bind
 from engine.models import VenueName
 from engine.settings import Settings
 from engine.stages import OrderMetrics
+from venues.registry import configured
 
 log = logging.getLogger("actors.executor")
 
@@ -66,6 +68,7 @@ class OrderExecutor(EngineActor):
                         watcher=WatcherClient(self._watcher) if self._watcher is not None else None,
                         observer=OrderMetrics(),
                         settlement=settlement_for(self._settings, stores.pool, venues, self._chain),
+                        trigger_max_age_ms=self._settings.trigger_max_age_ms,
                     )
         return self._workflow
 
@@ -84,7 +87,11 @@ class OrderExecutor(EngineActor):
 
     async def _warm_up(self) -> None:
         """One empty call on every path an order takes from here (hub, each venue's reads, the watcher,
-        the chain), so the first orders after start-up do not set up those connections."""
+        the chain), so the first orders after start-up do not set up those connections; and each venue's
+        module imported, so the first pool state that comes here (a snapshot, a trigger) unpickles at once."""
+        for spec in configured(self._settings):
+            with contextlib.suppress(Exception):  # the venue's own actor reports a module that does not import
+                spec.factory()
         calls: list[Any] = [self._hub.stats.remote()]
         calls += [handle.read_many.remote([]) for handle in self._venue_handles.values()]
         if self._watcher is not None:

@@ -1,5 +1,5 @@
 """Actor handles seen as the core's ports: a quoter as a :class:`engine.ports.Venue`, the hub as an
-:class:`engine.ports.EventSink`, the price watcher as an :class:`engine.ports.Watcher`."""
+:class:`engine.ports.EventSink`, the price watcher as an :class:`engine.ports.Watcher` (and :class:`engine.ports.TriggerSource`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from engine.lease import UNFENCED
 from engine.models import DexQuote, Order, OrderEvent, VenueName
 from engine.ports import PoolView
 from engine.settlement import LegTerms
+from engine.watching import Trigger
 
 UNAVAILABLE_WAIT_S = 15.0
 """How long a read (quote, snapshot, pairs) waits for a quoter that is restarting, e.g. on
@@ -143,6 +144,11 @@ class WatcherClient:
 
     async def unwatch(self, order_id: str) -> None:
         await self.handle.unwatch.remote(order_id)
+
+    async def trigger(self, order_id: str) -> Trigger | None:
+        """What fired the order (an :class:`engine.ports.TriggerSource`), or None."""
+        result: Trigger | None = await self.handle.trigger.remote(order_id)
+        return result
 
 
 class HubSink:

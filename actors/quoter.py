@@ -5,13 +5,16 @@ only translates calls; it never names a venue kind. It keeps the venue's circuit
 (:class:`engine.circuit_breaker.CircuitBreaker`): while it is open, quotes and snapshots are answered
 at once with a transient venue error, so routing uses the other venues. Settling a leg (agreeing its
 terms, co-signing) is never refused (an order already routed here must land), but its faults count.
+A venue that pushes its pool changes (an account subscription) has them forwarded to the subscribed
+price watcher, changes that come together in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from actors.chain_node import chain_of
@@ -73,6 +76,10 @@ class VenueQuoter:
             error_rate=settings.venue_breaker_error_rate,
             cooldown_s=settings.venue_breaker_cooldown_s,
         )
+        self._subscriber: Any = None
+        self._changes: dict[tuple[str, str], tuple[Callable[[], PoolView], float]] = {}
+        self._forwarding: asyncio.Task[None] | None = None
+        self._push_pacer = Pacer(settings.batch_window_ms / 1000)
 
     async def _ready(self) -> Venue:
         if self._venue is None:
@@ -242,6 +249,34 @@ class VenueQuoter:
         spot = venue.move_price(base, quote, percent)
         await venue.written()
         return spot
+
+    async def subscribe(self, watcher: Any) -> bool:
+        """Push this venue's pool changes to ``watcher`` (``pools_changed(venue, changes)``), replacing
+        any earlier subscriber; False if the venue pushes none (the watcher's poll covers it)."""
+        listeners = getattr(await self._ready(), "listeners", None)
+        if listeners is None:
+            return False
+        self._subscriber = watcher
+        if self._pushed not in listeners:
+            listeners.append(self._pushed)
+        return True
+
+    def _pushed(self, base: str, quote: str, state: Callable[[], PoolView]) -> None:
+        """A pool changed: note it and forward its state then (fire and forget; the changes of one
+        window go together, each pool copied once); a lost push is caught up by the watcher's poll."""
+        self._changes[(base, quote)] = (state, time.time() * 1000)
+        if self._forwarding is None or self._forwarding.done():
+            self._forwarding = asyncio.ensure_future(self._forward())
+
+    async def _forward(self) -> None:
+        while self._changes:
+            await self._push_pacer.turn()  # at once when quiet; under load, one call per window
+            changes, self._changes = self._changes, {}
+            self._push_pacer.carried(len(changes))
+            if self._subscriber is None:
+                continue
+            with contextlib.suppress(Exception):
+                self._subscriber.pools_changed.remote(self._spec.name, [(b, q, state(), at) for (b, q), (state, at) in changes.items()])
 
     async def stats(self) -> dict[str, int]:
         return dict(getattr(await self._ready(), "calls", {}))

@@ -12,6 +12,8 @@ and the executors, and asks this object what to do at each step.
   times; then the order is failed on purpose so it still ends.
 * **Sweep**: an open order found neither queued, running nor held by the watcher lost its queue
   entry and is queued again.
+* **Deferred**: an order popped while a run of it is still under way (fired by the watcher before
+  its arming run was reported done) is queued again as soon as that run ends, not left to the sweep.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class DispatchPolicy:
     _load: list[int] = field(init=False)
     _reserved: int = field(init=False, default=0)
     _redispatched: dict[str, int] = field(init=False, default_factory=dict)
+    _deferred: dict[str, Band] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.executors < 1 or self.max_concurrent < 1:
@@ -71,7 +74,9 @@ class DispatchPolicy:
         slots are free again. Admitted orders count as running from now on."""
         fresh: list[tuple[str, Band]] = []
         for order_id, band in dict(popped).items():
-            if order_id not in self.running and len(fresh) < reserved:
+            if order_id in self.running:
+                self._deferred[order_id] = band  # queued again once the run under way ends
+            elif len(fresh) < reserved:
                 fresh.append((order_id, band))
                 self.running.add(order_id)
         self._reserved -= reserved
@@ -105,10 +110,12 @@ class DispatchPolicy:
         """Admitted orders that were not handed out (they go back to the queue): their slots are free."""
         self.running.difference_update(order_ids)
 
-    def finished(self, executor: int, order_id: str) -> None:
-        """A run ended (answered or lost): its slot is free."""
+    def finished(self, executor: int, order_id: str) -> Band | None:
+        """A run ended (answered or lost): its slot is free. Returns the band to queue the order in
+        again if it was popped while this run was under way, else None."""
         self._load[executor] -= 1
         self.running.discard(order_id)
+        return self._deferred.pop(order_id, None)
 
     def lost(self, order_id: str) -> bool:
         """A run was lost with its executor: True to queue the order again, False once its budget is

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import NoRouteError, SlippageExceeded, StaleRun, StoreUnavailable, VenueError
+from engine.errors import InsufficientLiquidity, NoRouteError, SlippageExceeded, StaleRun, StoreUnavailable, VenueError
 from engine.lifecycle import NOT_STARTED, check_transition, is_terminal
 from engine.models import DexQuote, Order, OrderEvent, OrderStatus, RoutingDecision, SwapResult, VenueName
 from engine.order_types import policy_of
-from engine.ports import ActiveOrders, EventSink, FencedJournal, OrderJournal, PoolView, RunObserver, Venue, Watcher
+from engine.ports import ActiveOrders, EventSink, FencedJournal, OrderJournal, PoolView, RunObserver, TriggerSource, Venue, Watcher
 from engine.retry import RetryPolicy
 from engine.routing import choose_route
 from engine.settlement import LegRequest, NotAllowedToSign, Settler
@@ -208,6 +208,8 @@ class OrderWorkflow:
     observer: RunObserver | None = None
     settlement: Settler | None = None
     """Lands swaps (:class:`engine.settlement.Settlement`: the chain's protocol); needed to execute."""
+    trigger_max_age_ms: float = 0.0
+    """A fired order routes on the pool states that fired it while they are this fresh (0: always quote)."""
 
     async def run(self, order_id: str) -> Order | None:
         """Move the order as far as it can go now. Safe to call again for the same order (resume).
@@ -427,7 +429,13 @@ class OrderWorkflow:
                 await self.clock.sleep(self.store_retry.delay_after(min(attempt, 6)))
 
     async def _route(self, order: Order, first_minimum: float | None) -> RoutingDecision:
-        """Ask every venue at once (quotes, and pool states for splitting); wall time is one quote's."""
+        """Route a fired order on the pool states that fired it, if fresh enough (no quote round trip:
+        settlement re-prices at the venue and refuses below the minimum, so the slippage bound holds);
+        else ask every venue at once (quotes, and pool states for splitting); wall time is one quote's."""
+        if first_minimum is None:
+            decision = await self._route_on_trigger(order)
+            if decision is not None:
+                return decision
         names = list(self.venues)
         quote_calls = [self.venues[name].quote(order.token_in, order.token_out, order.amount) for name in names]
         view_calls = [self.venues[name].snapshot(order.token_in, order.token_out) for name in names] if self.split_routing else []
@@ -450,6 +458,42 @@ class OrderWorkflow:
             min_out_floor=max(policy_of(order.order_type).floor(order), first_minimum or 0.0),
             now_ms=self.clock.epoch_ms(),
         )
+
+    async def _route_on_trigger(self, order: Order) -> RoutingDecision | None:
+        """The route over the trigger's fresh pool states, or None (ask the venues)."""
+        if self.trigger_max_age_ms <= 0 or order.triggered_at is None or not isinstance(self.watcher, TriggerSource):
+            return None
+        try:
+            trigger = await self.watcher.trigger(order.order_id)
+        except Exception:  # the watcher is restarting: quote instead
+            log.warning("trigger unavailable; quoting", extra={"order_id": order.order_id}, exc_info=True)
+            return None
+        if trigger is None:
+            return None
+        now_ms = self.clock.epoch_ms()
+        seen = {name: s for name, s in trigger.fresh(now_ms, self.trigger_max_age_ms).items() if name in self.venues}
+        outcomes: dict[VenueName, DexQuote | VenueError] = {}
+        for name, s in seen.items():
+            try:
+                outcomes[name] = s.view.quote(name, order.token_in, order.token_out, order.amount, s.at_ms)
+            except (ValueError, ArithmeticError) as exc:  # past the pool's depth
+                outcomes[name] = InsufficientLiquidity(name, str(exc))
+        if not any(isinstance(o, DexQuote) for o in outcomes.values()):
+            return None
+        curves: dict[VenueName, Output] = {name: functools.partial(s.view.output, order.token_in) for name, s in seen.items()}
+        floor = policy_of(order.order_type).floor(order)
+        try:
+            decision = choose_route(
+                outcomes,
+                self.max_price_impact_pct,
+                curves=curves if self.split_routing else None,
+                slippage_bps=order.slippage_bps,
+                min_out_floor=floor,
+                now_ms=now_ms,
+            )
+        except NoRouteError:
+            return None
+        return decision if decision.amount_out >= floor else None  # below its limit on this state: ask the venues
 
     async def _existing_swaps(self, order_id: str) -> dict[VenueName, SwapResult]:
         """Before (re)submitting, ask whether this order already swapped (the chain, about the

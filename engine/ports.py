@@ -11,9 +11,12 @@ in-memory fakes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.models import DexQuote, Order, OrderEvent, VenueName
+
+if TYPE_CHECKING:
+    from engine.watching import Trigger
 
 
 class OrderJournal(Protocol):
@@ -84,6 +87,15 @@ class Watcher(Protocol):
     async def unwatch(self, order_id: str) -> None: ...
 
 
+@runtime_checkable
+class TriggerSource(Protocol):
+    """A watcher that keeps what fired each order for a while, so its run can swap on that pool state."""
+
+    async def trigger(self, order_id: str) -> Trigger | None:
+        """What fired the order (handed out once), or None if it is not held (any more)."""
+        ...
+
+
 class EventSink(Protocol):
     """Where live events go first (the StatusHub), before they are persisted."""
 
@@ -99,6 +111,11 @@ class PoolView(Protocol):
 
     def output(self, token_in: str, amount: float) -> float:
         """What ``amount`` of ``token_in`` would give now; raises ``ValueError`` past the pool's depth."""
+        ...
+
+    def quote(self, venue: VenueName, token_in: str, token_out: str, amount: float, at_ms: float) -> DexQuote:
+        """What the venue would quote for ``amount`` of ``token_in`` in this state (``quoted_at`` = ``at_ms``);
+        raises ``ValueError`` past the pool's depth."""
         ...
 
 

@@ -89,7 +89,19 @@ class Settings(BaseSettings):
     )
     chain_fault_marker: str | None = Field(default=None, description="Tests: a file touched when a run hangs at the fault")
 
-    watch_interval_ms: float = Field(default=250.0, gt=0, description="How often waiting LIMIT/SNIPER orders are checked")
+    watch_interval_ms: float = Field(
+        default=250.0,
+        gt=0,
+        description="How often waiting LIMIT/SNIPER orders are checked against every venue's pools; venues that push pool "
+        "changes fire them at once, this poll is the fallback (and catches expiry)",
+    )
+    trigger_max_age_ms: float = Field(
+        default=500.0,
+        ge=0,
+        description="How old a pool state may be for the watcher to decide on it when a push comes, and for a fired order "
+        "to swap on it instead of quoting again (settlement still re-prices at the venue, within the order's slippage). "
+        "0: a fired order always quotes again",
+    )
     sim_admin: bool = Field(default=False, description="Enable /api/sim/* (list a pool, move a price): simulation only")
 
     # Ingress

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from solders.keypair import Keypair
@@ -79,6 +80,23 @@ class PoolSnapshot:
     def output(self, token_in: str, amount: float) -> float:
         """What ``amount`` of ``token_in`` would give now; raises ``PoolExhausted`` past the depth."""
         return self.pool.fill(amount, x_to_y=token_in == self.base).amount_out
+
+    def quote(self, venue: VenueName, token_in: str, token_out: str, amount: float, at_ms: float) -> DexQuote:
+        """What the venue would quote in this state; raises ``PoolExhausted`` past the depth."""
+        fill = self.pool.fill(amount, x_to_y=token_in == self.base)
+        return DexQuote(
+            venue=venue,
+            token_in=token_in,
+            token_out=token_out,
+            amount_in=amount,
+            amount_out=fill.amount_out,
+            price=fill.amount_out / amount,
+            spot_price=fill.spot_price,
+            fee_bps=fill.fee_bps,
+            price_impact_pct=fill.price_impact_pct,
+            liquidity=fill.liquidity_out,
+            quoted_at=at_ms,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +172,9 @@ class SimulatedVenue:
     committing: int = field(init=False, default=0)
     """Legs being agreed right now (inside the simulated swap latency)."""
     calls: dict[str, int] = field(init=False, default_factory=lambda: {"quote": 0, "snapshot": 0, "swap": 0})
+    listeners: list[Callable[[str, str, Callable[[], PoolSnapshot]], None]] = field(init=False, default_factory=list)
+    """Told ``(base, quote, state)`` whenever a pool is listed, moved, drifted or traded (an account
+    subscription); ``state()`` copies the pool as it is then, so a burst of swaps costs one copy."""
 
     def __post_init__(self) -> None:
         if self.profile is None:
@@ -193,6 +214,8 @@ class SimulatedVenue:
         x = x * decay + std * math.sqrt(1 - decay * decay) * self.rng.gauss(0.0, 1.0)
         self._move(live, live.reference * math.exp(x))
         live.pool.decay(dt)
+        if self.chain is not None:  # the refresh loop drifted it: pushed like any other change
+            self._notify(live)
 
     def _move(self, live: _LivePool, price: float) -> None:
         """Arbitrage the pool to ``price``; with a chain, what it changed is owed to the vaults."""
@@ -206,6 +229,17 @@ class SimulatedVenue:
     def _maybe_fault(self, what: str) -> None:
         if self.timing.fault_rate > 0 and self.rng.random() < self.timing.fault_rate:
             raise TransientVenueError(self.name, f"{what} timed out (simulated RPC fault)")
+
+    def _notify(self, live: _LivePool) -> None:
+        if not self.listeners:
+            return
+
+        def state() -> PoolSnapshot:
+            """A copy of the pool as it is when asked (a listener that forwards later copies it once)."""
+            return PoolSnapshot(live.pool.copy(), live.spec.base)
+
+        for listener in self.listeners:
+            listener(live.spec.base, live.spec.quote, state)
 
     def list_pool(self, base: str, quote: str, reserve_base: float, reserve_quote: float) -> None:
         """List a new pool (simulation admin: a token launch). Replaces an existing one for the pair."""
@@ -222,6 +256,7 @@ class SimulatedVenue:
         live = _LivePool(spec, pool, price, self.clock.now(), self._vaults(base, quote), listed=self.chain is not None)
         self._pools[pair_key(base, quote)] = live
         self._write_soon(live)
+        self._notify(live)
 
     def move_price(self, base: str, quote: str, percent: float) -> float:
         """Push the pool's price by ``percent`` (simulation admin: a market move); return the new spot."""
@@ -229,6 +264,7 @@ class SimulatedVenue:
         target = live.pool.spot() * (1.0 + percent / 100.0)
         self._move(live, target)
         live.reference = target
+        self._notify(live)
         return live.pool.spot()
 
     async def pairs(self) -> frozenset[tuple[str, str]]:
@@ -424,6 +460,7 @@ class SimulatedVenue:
             fill = live.pool.swap(quote.amount_in, x_to_y)
         except PoolExhausted as exc:
             raise InsufficientLiquidity(self.name, str(exc)) from exc
+        self._notify(live)
         mint_in, mint_out = mint_of(quote.token_in), mint_of(quote.token_out)
         decimals_in, decimals_out = decimals_of(mint_in), decimals_of(mint_out)
         terms = LegTerms(
