@@ -1,13 +1,15 @@
 """The chain over Solana JSON-RPC (a cluster or a local test validator, ``OEE_CHAIN_RPC_URL``).
 
 Implements :class:`engine.chain.Chain` with the methods ``getLatestBlockhash``, ``sendTransaction``,
-``getBlockHeight``, ``getSignatureStatuses``, ``getTransaction``, ``getTokenAccountBalance`` and
+``getBlockHeight``, ``getSignatureStatuses``, ``getTransaction``, ``getMultipleAccounts`` (token
+accounts, ``jsonParsed``; balances asked at about the same time share one call) and
 ``getSignaturesForAddress``, at ``confirmed`` commitment (and a development faucet, ``oee_ensureAccounts``,
 when ``OEE_CHAIN_RPC_FAUCET`` says the node has one). A refused send is told apart by the error the node names in ``data.err``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 from solders.transaction import Transaction
 
+from engine.batching import Coalescer
 from engine.chain import ChainTx, ChainUnavailable, RecentBlockhash, SendOutcome, SendResult, StatusReport, TokenChange, TxState
 from settlement.keys import token_account
 from settlement.swap_tx import memo_of
@@ -35,6 +38,7 @@ class RpcChain:
         self.url = url
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._ids = itertools.count(1)
+        self._balances: Coalescer[str, int] = Coalescer(self._balances_many, max_batch=100, max_in_flight=4)
 
     async def _call(self, method: str, *params: Any) -> Any:
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
@@ -98,14 +102,14 @@ class RpcChain:
         return ChainTx(signature, int(result["slot"]), signers, tuple(changes), memo_of(tx.message), str(error) if error else None)
 
     async def token_balances(self, owner: str, mints: Sequence[str]) -> dict[str, int]:
-        balances = {}
-        for mint in mints:
-            try:
-                value = (await self._call("getTokenAccountBalance", str(token_account(owner, mint)), _COMMITMENT))["value"]
-                balances[mint] = int(value["amount"])
-            except RpcError:  # no such account: holds nothing
-                balances[mint] = 0
-        return balances
+        found = await asyncio.gather(*(self._balances.submit(str(token_account(owner, mint))) for mint in mints))
+        return dict(zip(mints, found, strict=True))
+
+    async def _balances_many(self, accounts: list[str]) -> list[int]:
+        """Token account balances, base units (0 for an account that does not exist)."""
+        config = {"encoding": "jsonParsed", **_COMMITMENT}
+        values = (await self._call("getMultipleAccounts", accounts, config))["value"]
+        return [int(v["data"]["parsed"]["info"]["tokenAmount"]["amount"]) if v is not None else 0 for v in values]
 
     async def transactions_with_memo(self, signer: str, memo: str) -> list[ChainTx]:
         """``getSignaturesForAddress`` of the signer (its last 1,000), then each one whose memo names ``memo``."""

@@ -14,7 +14,7 @@ from solders.transaction import Transaction
 
 from engine.chain import SendOutcome, TxState
 from settlement.embedded import EmbeddedChain
-from settlement.keys import token_account
+from settlement.swap_tx import TOKEN_PROGRAM
 
 
 class ChainRpc:
@@ -105,11 +105,18 @@ class ChainRpc:
     async def rpc_oee_ensureAccounts(self, specs: list[list[Any]]) -> None:
         await self.chain.ensure_accounts([(str(o), str(m), int(d), int(a), bool(f)) for o, m, d, a, f in specs])
 
-    async def rpc_getTokenAccountBalance(self, account: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-        for owner, mint, amount in self.chain.token_account_state(account):
-            assert str(token_account(owner, mint)) == account
-            return {"context": self._context(), "value": {"amount": str(amount)}}
-        raise _RpcFault(-32602, "Invalid param: could not find account")
+    async def rpc_getMultipleAccounts(self, accounts: list[str], config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Token accounts only, as ``jsonParsed`` gives them (``null`` for an account the chain lacks)."""
+        values: list[dict[str, Any] | None] = []
+        for account in accounts:
+            state = self.chain.token_account_state(account)
+            if not state:
+                values.append(None)
+                continue
+            [(owner, mint, amount)] = state
+            info = {"mint": mint, "owner": owner, "tokenAmount": {"amount": str(amount)}}
+            values.append({"data": {"program": "spl-token", "parsed": {"type": "account", "info": info}}, "owner": str(TOKEN_PROGRAM)})
+        return {"context": self._context(), "value": values}
 
 
 class _RpcFault(Exception):
