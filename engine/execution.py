@@ -366,7 +366,7 @@ class OrderWorkflow:
         ]
         settlement = self._settlement()
         try:
-            swaps = await settlement.settle(order_id, run.order.account, requests, run.may_sign)
+            swaps = await settlement.settle(order_id, run.order.account, requests, run.may_sign, run.epoch)
         except NotAllowedToSign as exc:  # a newer run holds the order: this one signed nothing
             raise StaleRun(order_id, run.epoch or 0) from exc
         await settlement.checkpoint("before_confirm", order_id)

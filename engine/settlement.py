@@ -155,9 +155,11 @@ class SettlementStore(Protocol):
 
     async def load(self, order_id: str) -> PendingTx | None: ...
 
-    async def save(self, pending: PendingTx, replaces: str | None) -> bool:
-        """Store ``pending`` if the order's stored signature is still ``replaces`` (None: none stored).
-        False if another run stored one first: that one must be followed, not replaced."""
+    async def save(self, pending: PendingTx, replaces: str | None, epoch: int | None = None) -> bool:
+        """Store ``pending`` if the order's stored signature is still ``replaces`` (None: none stored)
+        and, with ``epoch``, the run of that epoch still holds the order, atomically with the claim a
+        newer run makes (so a run claimed away after it was allowed to sign stores, and sends, nothing).
+        False if another run stored one first (it must be followed, not replaced) or holds the order."""
         ...
 
 
@@ -220,7 +222,12 @@ class Settler(Protocol):
     async def landed(self, order_id: str) -> dict[VenueName, SwapResult]: ...
 
     async def settle(
-        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+        self,
+        order_id: str,
+        account: str,
+        legs: Sequence[LegRequest],
+        may_sign: Callable[[], Awaitable[bool]],
+        epoch: int | None = None,
     ) -> list[SwapResult]: ...
 
 
@@ -258,9 +265,15 @@ class Settlement:
         return await self._follow(pending) or {}
 
     async def settle(
-        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+        self,
+        order_id: str,
+        account: str,
+        legs: Sequence[LegRequest],
+        may_sign: Callable[[], Awaitable[bool]],
+        epoch: int | None = None,
     ) -> list[SwapResult]:
-        """Land exactly one transaction for the order (following one already persisted first)."""
+        """Land exactly one transaction for the order (following one already persisted first). With the
+        run's ``epoch``, a transaction is stored (and so sent) only while that run holds the order."""
         while True:
             pending = await self._patient(lambda: self.store.load(order_id))
             if pending is not None:
@@ -273,7 +286,7 @@ class Settlement:
                 raise TransientVenueError("chain", str(exc)) from exc
             await self.checkpoint("signed", order_id)
             replaces = pending.signature if pending else None
-            if not await self._patient(functools.partial(self.store.save, signed.pending, replaces)):
+            if not await self._patient(functools.partial(self.store.save, signed.pending, replaces, epoch)):
                 continue  # another run persisted its transaction first (or ours, its answer lost): follow it
             await self.checkpoint("persisted", order_id)
             found = await self._follow(signed.pending, fresh=True)

@@ -42,7 +42,7 @@ class MemoryStore:
     async def load(self, order_id: str) -> PendingTx | None:
         return self.rows.get(order_id)
 
-    async def save(self, pending: PendingTx, replaces: str | None) -> bool:
+    async def save(self, pending: PendingTx, replaces: str | None, epoch: int | None = None) -> bool:
         current = self.rows.get(pending.order_id)
         if (current.signature if current else None) != replaces:
             return False

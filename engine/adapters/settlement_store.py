@@ -2,7 +2,10 @@
 
 Implements :class:`engine.settlement.SettlementStore`. The save is a compare-and-set on the stored
 signature, so of two runs that both judged a transaction dead only one may store (and send) a new one.
-Loads and first saves made at about the same time (an executor's many orders) share one statement.
+A save with the run's epoch also requires the order's ``run_epoch`` to still be that epoch, reading it
+``FOR SHARE``: a newer run's claim (an UPDATE of that row) waits for the save to commit, or the save
+sees the claim and stores nothing, so a run claimed away cannot store, and so cannot send. Loads and
+first saves made at about the same time (an executor's many orders) share one statement.
 """
 
 from __future__ import annotations
@@ -13,11 +16,23 @@ from engine.adapters.postgres import guard
 from engine.batching import Coalescer
 from engine.settlement import PendingTx
 
-_INSERT_MANY = """
+_HELD = "(e IS NULL OR EXISTS (SELECT 1 FROM orders WHERE orders.order_id = o AND orders.run_epoch = e FOR SHARE))"
+"""The saving run still holds the order (no epoch: the store does not fence runs)."""
+
+_INSERT_MANY = f"""
 INSERT INTO order_settlements (order_id, signature, signed_tx, last_valid_height, legs_asked_at, legs_agreed_at)
 SELECT o, s, t, h, to_timestamp(a / 1000.0), to_timestamp(g / 1000.0)
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::float8[], $6::float8[]) AS u(o, s, t, h, a, g)
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::float8[], $6::float8[], $7::bigint[]) AS u(o, s, t, h, a, g, e)
+WHERE {_HELD}
 ON CONFLICT (order_id) DO NOTHING RETURNING order_id, signature
+"""
+
+_REPLACE = f"""
+UPDATE order_settlements SET signature = $2, signed_tx = $3, last_valid_height = $4, replaced = replaced + 1,
+    saved_at = now(), legs_asked_at = to_timestamp($6 / 1000.0), legs_agreed_at = to_timestamp($7 / 1000.0)
+FROM (SELECT $1::text AS o, $8::bigint AS e) AS run
+WHERE order_settlements.order_id = run.o AND signature = $5 AND {_HELD}
+RETURNING signature
 """
 
 
@@ -25,7 +40,7 @@ class PostgresSettlementStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._loads: Coalescer[str, PendingTx | None] = Coalescer(self._load_many, max_batch=256, max_in_flight=4)
-        self._inserts: Coalescer[PendingTx, bool] = Coalescer(self._insert_many, max_batch=256, max_in_flight=4)
+        self._inserts: Coalescer[tuple[PendingTx, int | None], bool] = Coalescer(self._insert_many, max_batch=256, max_in_flight=4)
 
     async def load(self, order_id: str) -> PendingTx | None:
         return await self._loads.submit(order_id)
@@ -45,7 +60,8 @@ class PostgresSettlementStore:
         }
         return [found.get(order_id) for order_id in order_ids]
 
-    async def _insert_many(self, items: list[PendingTx]) -> list[bool]:
+    async def _insert_many(self, runs: list[tuple[PendingTx, int | None]]) -> list[bool]:
+        items = [p for p, _ in runs]
         windows = [p.venue_window_ms or (None, None) for p in items]
 
         async def op() -> list[asyncpg.Record]:
@@ -58,29 +74,22 @@ class PostgresSettlementStore:
                     [p.last_valid_height for p in items],
                     [w[0] for w in windows],
                     [w[1] for w in windows],
+                    [epoch for _, epoch in runs],
                 )
                 return rows
 
         stored = {(row["order_id"], row["signature"]) for row in await guard(op)}
         return [(p.order_id, p.signature) in stored for p in items]
 
-    async def save(self, pending: PendingTx, replaces: str | None) -> bool:
+    async def save(self, pending: PendingTx, replaces: str | None, epoch: int | None = None) -> bool:
         if replaces is None:  # the order's first transaction: saved with others' first ones
-            return await self._inserts.submit(pending)
+            return await self._inserts.submit((pending, epoch))
         window: tuple[float | None, float | None] = pending.venue_window_ms or (None, None)
 
         async def op() -> str | None:
             async with self.pool.acquire() as conn:
                 replaced: str | None = await conn.fetchval(
-                    "UPDATE order_settlements SET signature = $2, signed_tx = $3, last_valid_height = $4, replaced = replaced + 1, "
-                    "saved_at = now(), legs_asked_at = to_timestamp($6 / 1000.0), legs_agreed_at = to_timestamp($7 / 1000.0) "
-                    "WHERE order_id = $1 AND signature = $5 RETURNING signature",
-                    pending.order_id,
-                    pending.signature,
-                    pending.raw,
-                    pending.last_valid_height,
-                    replaces,
-                    *window,
+                    _REPLACE, pending.order_id, pending.signature, pending.raw, pending.last_valid_height, replaces, *window, epoch
                 )
                 return replaced
 

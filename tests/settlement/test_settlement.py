@@ -10,7 +10,7 @@ import pytest
 
 from engine.chain import SendOutcome, TxState
 from engine.models import OrderStatus
-from engine.settlement import STEPS, NotAllowedToSign
+from engine.settlement import STEPS, LegRequest, NotAllowedToSign
 from settlement.faults import InjectedFault
 from settlement.keys import token_account
 from tests.chain_scan import double_landed, landed_per_order
@@ -115,6 +115,38 @@ async def test_a_run_that_may_not_sign_signs_nothing(rig: Rig) -> None:
         await settlement.settle(order_id, order.account, [LegRequest(quote, 0.0)], no)
     for_the_order = [tx for tx in rig.chain.transactions() if tx.memo == order_id]
     assert for_the_order == [] and await settlement.store.load(order_id) is None
+
+
+async def test_a_run_claimed_away_after_it_may_sign_stores_and_sends_nothing(rig: Rig) -> None:
+    """The race the check before signing leaves: a newer run claims the order (and finds nothing stored)
+    after this run was told it may sign. The store refuses this run's transaction, so it is never sent."""
+    [order_id] = await rig.submit(1)
+    claimed = await rig.journal.claim_run(order_id)
+    assert claimed is not None
+    first_epoch = claimed.epoch
+    asked: list[int] = []
+
+    async def yes_then_claimed_away() -> bool:
+        asked.append(1)
+        if len(asked) > 1:
+            return False  # asked again, it is told the truth
+        newer = await rig.journal.claim_run(order_id)  # a redispatch claims it right after the check
+        assert newer is not None and newer.epoch > first_epoch
+        return True
+
+    settlement = rig.settlement()
+    quote = await rig.venues["raydium"].quote("SOL", "USDC", 1.0)
+    with pytest.raises(NotAllowedToSign):
+        await settlement.settle(order_id, claimed.order.account, [LegRequest(quote, 0.0)], yes_then_claimed_away, claimed.epoch)
+    assert await settlement.store.load(order_id) is None
+    assert [tx for tx in rig.chain.transactions() if tx.memo == order_id] == []
+
+    # the same race without an epoch (a store that does not fence) stores and sends: the epoch is what stops it
+    asked.clear()
+    claimed = await rig.journal.claim_run(order_id)
+    assert claimed is not None
+    swaps = await settlement.settle(order_id, claimed.order.account, [LegRequest(quote, 0.0)], yes_then_claimed_away)
+    assert len(swaps) == 1 and landed_per_order(rig.chain.transactions())[order_id] == 1
 
 
 @pytest.mark.parametrize("step", STEPS)

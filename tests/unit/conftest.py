@@ -359,7 +359,12 @@ class FakeSettlement:
         return {name: swap for name, swap in zip(names, found, strict=True) if swap is not None}
 
     async def settle(
-        self, order_id: str, account: str, legs: Sequence[LegRequest], may_sign: Callable[[], Awaitable[bool]]
+        self,
+        order_id: str,
+        account: str,
+        legs: Sequence[LegRequest],
+        may_sign: Callable[[], Awaitable[bool]],
+        epoch: int | None = None,
     ) -> list[SwapResult]:
         if not await may_sign():
             raise NotAllowedToSign(order_id)

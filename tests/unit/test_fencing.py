@@ -132,9 +132,9 @@ async def test_a_run_replaced_after_its_decision_signs_nothing(fakes, fenced, ac
         async def landed(self, order_id: str):
             return await inner.landed(order_id)
 
-        async def settle(self, order_id, account, legs, may_sign):
+        async def settle(self, order_id, account, legs, may_sign, epoch=None):
             await fenced.claim_run(order_id)  # a redispatch while this run is about to sign
-            return await inner.settle(order_id, account, legs, may_sign)
+            return await inner.settle(order_id, account, legs, may_sign, epoch)
 
     workflow = OrderWorkflow(venues=venues, sink=sink, journal=fenced, active=active, clock=clock, settlement=ClaimedBeforeSigning())
     with pytest.raises(StaleRun):
